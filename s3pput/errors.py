@@ -1,0 +1,56 @@
+"""The exception hierarchy of s3pput.
+
+Three families, because the CLI maps them to different outcomes:
+
+* ``UsageError`` / ``ConfigError`` (``FatalError`` subclasses): the run cannot start or
+  cannot go on at all (bad option, missing bucket, bad credentials). Reported once, exit 2.
+* ``FileError``: one file cannot be put (unreadable, vanished, invalid key, corrupt image,
+  permanent store error). Reported with the file, the run goes on, exit 1 at the end.
+* Skips are decisions, not exceptions (see ``plan``).
+
+Every error carries what was being done (``op``), and where relevant the local path and the
+key, and formats its own one-line message.
+"""
+
+from __future__ import annotations
+
+
+class S3pputError(Exception):
+    """Base of all s3pput errors; ``str(err)`` is the one line a user reads."""
+
+    def __init__(self, message: str, *, op: str = "", path: str = "", key: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.op = op
+        self.path = path
+        self.key = key
+
+    def __str__(self) -> str:
+        where = " ".join(part for part in (self.op, self.path and f"{self.path!s}",
+                                             self.key and f"-> {self.key}") if part)
+        return f"{where}: {self.message}" if where else self.message
+
+
+class FatalError(S3pputError):
+    """The whole run must stop: reported once, exit code 2."""
+
+
+class UsageError(FatalError):
+    """A bad command line or option value."""
+
+
+class ConfigError(FatalError):
+    """The configuration is valid but the world disagrees: no bucket, bad credentials,
+    unreachable endpoint."""
+
+
+class FileError(S3pputError):
+    """One file cannot be put; the run goes on and exits 1."""
+
+
+class ImageError(FileError):
+    """An image cannot be decoded or thumbnailed (corrupt, truncated, too large)."""
+
+
+class TransientError(FileError):
+    """A failure that may go away when retried (timeouts, resets, 500/503)."""

@@ -1,0 +1,123 @@
+"""The picklable messages that cross process boundaries.
+
+Data flows one way: walker -> put_queue -> putters -> stat_queue -> statter. Every job the
+walker queues is first announced to the statter (``Walked``), so that the statter can name
+every file that never got a result (a putter died, the run was interrupted) and the counts
+always add up.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Tuple
+
+
+class Source(NamedTuple):
+    """Where a job's bytes come from."""
+
+    kind: str  # "file": a local file at path; "tar": a member of the archive at path;
+    #            "inline": the bytes are carried in data (members of compressed archives)
+    path: str  # local file or archive path (bytes-safe: produced by os.fsdecode)
+    offset: int = 0  # "tar": byte offset of the member's data in the archive
+    data: Optional[bytes] = None  # "inline": the content itself
+
+
+class RemoteObject(NamedTuple):
+    """What the store says about one key (from a listing or a HEAD)."""
+
+    key: str
+    size: int
+    etag: str  # without quotes; "<md5>" or "<md5 of part md5s>-<parts>"
+
+
+class JournalEntry(NamedTuple):
+    """What an earlier run recorded after putting a key (see ``journal``)."""
+
+    size: int  # local size when it was put
+    mtime_ns: int  # local mtime when it was put
+    md5: str  # hex MD5 of the local content (before gzip)
+    etag: str  # the ETag the store returned
+
+
+# Job.remote is a RemoteObject, None (the key is absent: we listed it) or UNLISTED
+# (nobody listed it: the putter asks the store with a HEAD request).
+UNLISTED = "unlisted"
+
+
+class Job(NamedTuple):
+    """One local file to put: everything a putter needs, decided by the walker."""
+
+    seq: int  # walk order number, unique in the run; names the job in every message
+    display: str  # the local path as the user knows it (for messages)
+    key: str  # destination key of the original
+    source: Source  # how to read the bytes
+    size: int  # local size in bytes at walk time
+    mtime_ns: int  # local mtime at walk time (change detection)
+    remote: object  # RemoteObject | None | UNLISTED (see above)
+    journal: Optional[JournalEntry] = None  # the last recorded put of this key, if any
+    number: Optional[int] = None  # image mode: the file's sequence number
+    thumbnail_keys: Tuple[Tuple[str, str], ...] = ()  # image mode: (spec name, key) pairs
+
+
+class Result(NamedTuple):
+    """The single outcome of one job."""
+
+    seq: int
+    display: str
+    key: str
+    outcome: str  # UPLOADED, SKIPPED or FAILED
+    reason: str  # why: "new", "changed", "forced", "unchanged", "exists", or an error
+    size: int = 0  # bytes of the local file
+    sent: int = 0  # bytes written to the store (0 in dry-run and for skips)
+    mtime_ns: int = 0  # as seen when it was read (for the journal)
+    md5: str = ""  # hex MD5 of the local content, when it was computed
+    etag: str = ""  # ETag of the stored object, when known
+    extra_keys: Tuple[str, ...] = ()  # other objects written for this job (thumbnails)
+    number: Optional[int] = None  # image mode: the sequence number given
+
+
+UPLOADED = "uploaded"
+SKIPPED = "skipped"
+FAILED = "failed"
+
+
+class Walked(NamedTuple):
+    """Walker -> statter: these jobs are about to be queued (seq, display, key, size)."""
+
+    notes: Tuple[Tuple[int, str, str, int], ...]
+
+
+class Results(NamedTuple):
+    """Putter (or walker) -> statter: a batch of outcomes."""
+
+    results: Tuple[Result, ...]
+
+
+class Note(NamedTuple):
+    """Any worker -> statter: a message for the user that is not a file outcome."""
+
+    level: str  # "debug", "info", "warning", "error"
+    text: str
+
+
+class Fatal(NamedTuple):
+    """Any worker -> statter and main: the run cannot go on (bad credentials mid-run...)."""
+
+    text: str
+
+
+class WalkerDone(NamedTuple):
+    """Walker -> statter: the walk ended (completely, or cut by --limit or a stop)."""
+
+    walked: int
+    complete: bool
+
+
+class Finish(NamedTuple):
+    """Main -> statter: every worker has exited; reconcile, summarise, reply."""
+
+    interrupted: bool
+    dead_putters: Tuple[int, ...]  # exit codes of putters that died
+
+
+# Put on the put_queue once per putter after the last job.
+STOP = None

@@ -1,0 +1,430 @@
+"""The processes of a run and how they start, talk and stop.
+
+::
+
+    walker ──(batches of Job)──> put_queue (bounded) ──> putter x N ──(Results)──┐
+       └──────────(Walked notes, walk-time Results, WalkerDone)────> stat_queue ─┴─> statter
+
+* The **walker** announces every job to the statter (``Walked``) *before* queueing it,
+  so the statter can always name a job that never got a result.
+* Each **putter** owns one boto3 client, made inside the process, and keeps
+  ``cfg.inflight`` requests in flight with threads sharing that client.
+* The **statter** owns all counters and all output.
+* The main process only starts, watches and stops: on Ctrl+C/SIGTERM it sets ``stop``;
+  workers ignore those signals and wind down themselves (in-flight uploads finish or are
+  abandoned unrecorded within a few seconds); a putter that dies is noticed. When every
+  worker has exited, main sends ``Finish`` and the statter reconciles: every announced job
+  without a result is counted FAILED with the reason, so the counts always add up.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import queue
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from typing import Dict, List, Optional
+
+from .config import Config
+from .errors import ConfigError, FatalError
+from .jobs import (FAILED, STOP, Fatal, Finish, Job, Note, Result, Results, Walked,
+                   WalkerDone)
+from .stats import Log, Progress, Stats, human_summary, json_summary
+from .store import DryRunStore, Store, make_client
+from .transfer import Transfer, UploadSlots
+
+BATCH_JOBS = 64  # jobs per put_queue message (fewer, larger messages cost less CPU)
+BATCH_BYTES = 8 * 1024 * 1024  # ... but never more bytes than one part in one batch
+BATCH_SECONDS = 0.05  # a partial batch waits at most this long
+RESULT_FLUSH_SECONDS = 0.1
+STOP_GRACE_SECONDS = 4.0  # after a stop, workers have this long before they are killed
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL if the main process dies, so no orphan is ever left behind."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _worker_setup() -> None:
+    # The main process coordinates shutdown; workers must not die half-way through a
+    # request because the terminal sent the whole process group a Ctrl+C.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
+
+
+def _make_store(cfg: Config, pool_size: int) -> Store:
+    client = make_client(cfg, pool_size=pool_size)
+    return DryRunStore(client, cfg.bucket) if cfg.dry_run else Store(client, cfg.bucket)
+
+
+def _put_until_stopped(q, item, stop) -> bool:
+    """Put ITEM on Q unless STOP is set first; return whether it was put."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+# -- walker --------------------------------------------------------------------------------
+
+def walker_main(cfg: Config, can_list: bool, spool_dir: str, put_queue, stat_queue, stop,
+                slots_value) -> None:
+    _worker_setup()
+    from .walker import Walker
+
+    store = _make_store(cfg, 2) if cfg.put != "stupid" else None
+    walker = Walker(cfg, store, can_list=can_list, spool_dir=spool_dir,
+                    note=lambda level, text: stat_queue.put(Note(level, text)))
+    walked, complete = 0, True
+    batch: List[Job] = []
+    batch_bytes = 0
+    batch_started = time.monotonic()
+
+    def flush() -> bool:
+        nonlocal batch, batch_bytes
+        if not batch:
+            return True
+        stat_queue.put(Walked(tuple((j.seq, j.display, j.key, j.size) for j in batch)))
+        ok = _put_until_stopped(put_queue, tuple(batch), stop)
+        batch, batch_bytes = [], 0
+        return ok
+
+    try:
+        for item in walker.jobs():
+            if stop.is_set():
+                complete = False
+                break
+            if slots_value is not None and slots_value.value <= 0:
+                complete = False  # --limit reached: walking further is pointless
+                break
+            walked += 1
+            if isinstance(item, Result):
+                stat_queue.put(Walked(((item.seq, item.display, item.key, item.size),)))
+                stat_queue.put(Results((item,)))
+                continue
+            if not batch:
+                batch_started = time.monotonic()
+            batch.append(item)
+            batch_bytes += item.size
+            if (len(batch) >= BATCH_JOBS or batch_bytes >= BATCH_BYTES
+                    or time.monotonic() - batch_started > BATCH_SECONDS):
+                if not flush():
+                    complete = False
+                    break
+        else:
+            if not flush():
+                complete = False
+    except FatalError as err:
+        stat_queue.put(Fatal(str(err)))
+        stop.set()
+        complete = False
+    except Exception as err:  # noqa: BLE001 - report, then the run ends with what it has
+        stat_queue.put(Note("error", f"walking stopped: {type(err).__name__}: {err}"))
+        complete = False
+    if batch and not stop.is_set():
+        flush()
+    stat_queue.put(WalkerDone(walked, complete))
+    for _ in range(cfg.processes):
+        if not _put_until_stopped(put_queue, STOP, stop):
+            break
+    if stop.is_set():
+        # Nobody may read the rest: do not block exit flushing it.
+        put_queue.cancel_join_thread()
+
+
+# -- putter --------------------------------------------------------------------------------
+
+def putter_main(cfg: Config, put_queue, stat_queue, stop, slots_value) -> None:
+    _worker_setup()
+    store = _make_store(cfg, cfg.inflight + 2)
+    transfer = Transfer(cfg, store, UploadSlots(slots_value), stop)
+    local: "queue.Queue[Optional[Job]]" = queue.Queue(maxsize=cfg.inflight)
+    pending: List[Result] = []
+    lock = threading.Lock()
+    fatal = threading.Event()
+
+    def send(final: bool = False) -> None:
+        with lock:
+            batch = tuple(pending)
+            pending.clear()
+        if batch:
+            stat_queue.put(Results(batch))
+
+    def work() -> None:
+        while True:
+            job = local.get()
+            if job is None:
+                return
+            if stop.is_set():
+                continue  # not attempted: the statter reports it as interrupted
+            try:
+                result = transfer.run(job)
+            except FatalError as err:
+                if not fatal.is_set():
+                    fatal.set()
+                    stat_queue.put(Fatal(str(err)))
+                stop.set()
+                continue
+            with lock:
+                pending.append(result)
+
+    def flusher() -> None:
+        while not done.wait(RESULT_FLUSH_SECONDS):
+            send()
+
+    done = threading.Event()
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(cfg.inflight)]
+    for thread in threads:
+        thread.start()
+    flush_thread = threading.Thread(target=flusher, daemon=True)
+    flush_thread.start()
+    while not stop.is_set():
+        try:
+            batch = put_queue.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if batch is STOP:
+            break
+        for job in batch:
+            while not stop.is_set():
+                try:
+                    local.put(job, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+    for _ in threads:
+        while True:
+            try:
+                local.put(None, timeout=0.2)
+                break
+            except queue.Full:
+                if stop.is_set():
+                    _drain(local)
+    deadline = time.monotonic() + (STOP_GRACE_SECONDS - 1 if stop.is_set() else 1e9)
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    done.set()
+    flush_thread.join()
+    send()
+    stat_queue.close()
+    stat_queue.join_thread()
+    if stop.is_set():
+        put_queue.cancel_join_thread()
+    # Threads still in a request after the grace period are abandoned: their jobs have no
+    # result and are reported as interrupted; os._exit does not wait for them.
+    os._exit(0)
+
+
+def _drain(local: "queue.Queue") -> None:
+    try:
+        while True:
+            local.get_nowait()
+    except queue.Empty:
+        pass
+
+
+# -- statter -------------------------------------------------------------------------------
+
+def statter_main(cfg: Config, stat_queue, reply) -> None:
+    _worker_setup()
+    log = Log(verbose=cfg.verbose, quiet=cfg.quiet, json_mode=cfg.json, log_file=cfg.log_file)
+    stats = Stats(cfg.dry_run)
+    progress = Progress(log, cfg.progress and not cfg.quiet and not cfg.json, cfg.dry_run)
+    outstanding: Dict[int, tuple] = {}
+    while True:
+        try:
+            message = stat_queue.get(timeout=0.5)
+        except queue.Empty:
+            progress.update(stats)
+            continue
+        if isinstance(message, Results):
+            for result in message.results:
+                outstanding.pop(result.seq, None)
+                stats.count(result)
+                report(log, cfg, result)
+        elif isinstance(message, Walked):
+            for seq, display, key, size in message.notes:
+                outstanding[seq] = (display, key, size)
+            stats.walked += len(message.notes)
+        elif isinstance(message, Note):
+            getattr(log, message.level, log.warning)(message.text)
+        elif isinstance(message, Fatal):
+            if stats.fatal is None:
+                stats.fatal = message.text
+        elif isinstance(message, WalkerDone):
+            stats.walk_complete = message.complete
+        elif isinstance(message, Finish):
+            break
+        progress.update(stats)
+    progress.close()
+    stats.interrupted = message.interrupted
+    if outstanding:
+        if message.interrupted or stats.fatal:
+            why = "not finished: the run was stopped"
+        elif message.dead_putters:
+            why = "lost: its putter process died (exit code " + \
+                ", ".join(str(code) for code in message.dead_putters) + ")"
+        else:
+            why = "lost: no result was received"
+        if len(outstanding) > 20:
+            log.error(f"{len(outstanding):,} files {why}")
+        for seq, (display, key, size) in sorted(outstanding.items()):
+            result = Result(seq, display, key, FAILED, why, size=size)
+            stats.count(result)
+            if len(outstanding) <= 20:
+                report(log, cfg, result)
+            else:
+                log._to_file("error", f"failed {display} -> {key}: {why}")
+    summary = stats.as_dict()
+    if stats.fatal:
+        log.error(stats.fatal)
+    if cfg.json:
+        print(json_summary(summary), flush=True)
+        log._to_file("summary", json_summary(summary))
+    else:
+        log.summary(human_summary(summary))
+    log.close()
+    reply.send(summary)
+    reply.close()
+
+
+def report(log: Log, cfg: Config, result: Result) -> None:
+    """Tell the user about one outcome, at the level it deserves."""
+    target = f"s3://{cfg.bucket}/{result.key}"
+    if result.outcome == FAILED:
+        log.error(f"failed {result.display} -> {target}: {result.reason}")
+    elif result.outcome == "uploaded":
+        extra = "".join(f", s3://{cfg.bucket}/{key}" for key in result.extra_keys)
+        if cfg.dry_run:
+            log.plan(f"would upload {result.display} -> {target}{extra} ({result.reason})")
+        else:
+            log.info(f"uploaded {result.display} -> {target}{extra} ({result.reason})")
+    else:
+        log.info(f"skipped {result.display} -> {target} ({result.reason})")
+
+
+# -- main ----------------------------------------------------------------------------------
+
+class Interrupt:
+    """Turns SIGINT/SIGTERM into a stop request (a second one kills at once)."""
+
+    def __init__(self, stop):
+        self.stop = stop
+        self.count = 0
+        self.previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def handle(self, signum, frame) -> None:
+        self.count += 1
+        self.stop.set()
+        if self.count > 1:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def preflight(cfg: Config) -> bool:
+    """Check bucket and credentials once, up front; return whether listing works.
+
+    Raises ``ConfigError`` with one message for the user when the run cannot work.
+    """
+    store = Store(make_client(cfg), cfg.bucket)
+    return store.check_bucket()
+
+
+def run(cfg: Config) -> Dict:
+    """Run the whole pipeline; return the final summary (see ``Stats.as_dict``)."""
+    can_list = preflight(cfg)
+    ctx = multiprocessing.get_context("fork")
+    put_queue = ctx.Queue(maxsize=max(2, cfg.processes * 2))
+    stat_queue = ctx.Queue()
+    stop = ctx.Event()
+    slots = ctx.Value("q", cfg.limit) if cfg.limit is not None else None
+    reply_recv, reply_send = ctx.Pipe(duplex=False)
+    spool_dir = tempfile.mkdtemp(prefix="s3pput-")
+    statter = ctx.Process(target=statter_main, name="s3pput-statter",
+                          args=(cfg, stat_queue, reply_send))
+    walker = ctx.Process(target=walker_main, name="s3pput-walker",
+                         args=(cfg, can_list, spool_dir, put_queue, stat_queue, stop, slots))
+    putters = [ctx.Process(target=putter_main, name=f"s3pput-putter-{n}",
+                           args=(cfg, put_queue, stat_queue, stop, slots))
+               for n in range(cfg.processes)]
+    workers = [walker, *putters]
+    interrupted = False
+    try:
+        with Interrupt(stop) as interrupt:
+            statter.start()
+            for process in workers:
+                process.start()
+            dead = _watch(walker, putters, stop)
+            interrupted = interrupt.count > 0
+    except KeyboardInterrupt:
+        interrupted = True
+        dead = []
+        for process in workers:
+            if process.is_alive():
+                process.kill()
+    finally:
+        for process in workers:
+            process.join(1.0)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        shutil.rmtree(spool_dir, ignore_errors=True)
+    stat_queue.put(Finish(interrupted, tuple(dead)))
+    summary = reply_recv.recv() if reply_recv.poll(30) else None
+    statter.join(5)
+    if statter.is_alive():
+        statter.kill()
+    if summary is None:
+        raise FatalError("the statter process did not report; the outcome is unknown")
+    summary["interrupted"] = interrupted
+    return summary
+
+
+def _watch(walker, putters, stop) -> List[int]:
+    """Wait for every worker to end; enforce the stop grace period; return the exit codes
+    of putters that died."""
+    stop_seen_at = None
+    dead: List[int] = []
+    reported = set()
+    while walker.is_alive() or any(p.is_alive() for p in putters):
+        time.sleep(0.05)
+        for process in putters:
+            code = process.exitcode
+            if code not in (None, 0) and process.pid not in reported:
+                reported.add(process.pid)
+                dead.append(code)
+        if putters and all(not p.is_alive() for p in putters) and walker.is_alive():
+            # Nobody is left to take jobs: stop the walker (its announced jobs are
+            # reconciled as lost).
+            walker.kill()
+        if stop.is_set():
+            stop_seen_at = stop_seen_at or time.monotonic()
+            if time.monotonic() - stop_seen_at > STOP_GRACE_SECONDS:
+                for process in (walker, *putters):
+                    if process.is_alive():
+                        process.kill()
+    for process in putters:
+        if process.exitcode not in (None, 0) and process.pid not in reported:
+            dead.append(process.exitcode)
+    return dead

@@ -1,0 +1,297 @@
+"""The one place that imports boto3: the S3 store, and a dry-run store.
+
+Everything else talks to the store through ``Store``'s small interface. ``DryRunStore``
+reads like the real store (so decisions are the same) and records writes instead of
+making them. Errors come out translated (``translate``): fatal configuration problems as
+``ConfigError``, everything else as a per-file ``FileError``/``TransientError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import threading
+from typing import Callable, Dict, Iterable, Iterator, List, Optional
+from urllib.parse import urlparse
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from .config import Config
+from .errors import ConfigError, FileError, S3pputError, TransientError
+from .jobs import RemoteObject
+
+# Error codes that say the run cannot go on at all, whatever the file.
+FATAL_CODES = {
+    "NoSuchBucket": "bucket {bucket!r} does not exist",
+    "InvalidAccessKeyId": "the access key is not known to the store (bad credentials)",
+    "SignatureDoesNotMatch": "the secret key does not match the access key (bad credentials)",
+    "InvalidToken": "the session token is invalid (bad credentials)",
+    "ExpiredToken": "the credentials have expired",
+    "TokenRefreshRequired": "the credentials have expired",
+    "AuthorizationHeaderMalformed": "the region does not match the bucket's (use --region)",
+    "PermanentRedirect": "the bucket is in another region or endpoint (use --region/"
+                         "--endpoint-url)",
+}
+
+TRANSIENT_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout",
+                   "Throttling", "ThrottlingException", "RequestTimeTooSkewed", "500", "502",
+                   "503", "504"}
+
+MULTIPART_RESERVED = 10_000  # S3's limit on parts per upload
+
+
+def _is_local_host(url: Optional[str]) -> bool:
+    host = urlparse(url).hostname if url else None
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def make_client(cfg: Config, *, pool_size: int = 10):
+    """Build a boto3 S3 client for CFG. Call it inside the process that uses it."""
+    if cfg.checksums == "auto":
+        # Several S3-compatible stores mishandle the CRC32 trailers botocore sends by
+        # default since 1.36; our own Content-MD5 protects every body anyway.
+        checksums = "when_supported" if cfg.is_aws else "when_required"
+    else:
+        checksums = cfg.checksums
+    addressing = "path" if _is_local_host(cfg.endpoint_url) else "auto"
+    config = botocore.config.Config(
+        region_name=cfg.region,
+        max_pool_connections=max(10, pool_size),
+        connect_timeout=min(cfg.timeout, 10),
+        read_timeout=cfg.timeout,
+        # adaptive: standard retries (exponential backoff with jitter, 5xx, throttling,
+        # resets) plus a client-side rate limiter that slows down when throttled and
+        # speeds up again after.
+        retries={"mode": "adaptive", "total_max_attempts": cfg.retries + 1},
+        # We always send Content-MD5, so signing the payload again with SHA-256 over
+        # plain HTTP would only cost CPU.
+        s3={"addressing_style": addressing, "payload_signing_enabled": False},
+        request_checksum_calculation=checksums,
+        response_checksum_validation=checksums,
+        tcp_keepalive=True,
+        user_agent_extra="s3pput",
+    )
+    session = boto3.session.Session(
+        profile_name=cfg.profile,
+        aws_access_key_id=cfg.access_key,
+        aws_secret_access_key=cfg.secret_key,
+    )
+    return session.client("s3", endpoint_url=cfg.endpoint_url, verify=cfg.verify_ssl,
+                          config=config)
+
+
+def error_code(err: BaseException) -> str:
+    if isinstance(err, botocore.exceptions.ClientError):
+        return str(err.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def translate(err: BaseException, *, op: str, bucket: str, key: str = "",
+              path: str = "") -> S3pputError:
+    """Turn a boto3/botocore exception into one of ours (to be raised ``from err``)."""
+    if isinstance(err, S3pputError):
+        return err
+    if isinstance(err, botocore.exceptions.NoCredentialsError):
+        return ConfigError("no credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                           "use --profile, or put SPACES_ACCESS_KEY/SPACES_SECRET_KEY in .env")
+    if isinstance(err, botocore.exceptions.ClientError):
+        code = error_code(err)
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        message = err.response.get("Error", {}).get("Message") or code or str(status)
+        if code in FATAL_CODES:
+            return ConfigError(FATAL_CODES[code].format(bucket=bucket))
+        if code in TRANSIENT_CODES or (isinstance(status, int) and status >= 500):
+            return TransientError(f"{code or status}: {message} (gave up after retries)",
+                                  op=op, path=path, key=key)
+        return FileError(f"{code or status}: {message}", op=op, path=path, key=key)
+    if isinstance(err, (botocore.exceptions.EndpointConnectionError,
+                        botocore.exceptions.ConnectionClosedError,
+                        botocore.exceptions.ReadTimeoutError,
+                        botocore.exceptions.ConnectTimeoutError,
+                        botocore.exceptions.HTTPClientError)):
+        return TransientError(f"{type(err).__name__}: {err} (gave up after retries)",
+                              op=op, path=path, key=key)
+    if isinstance(err, botocore.exceptions.SSLError):
+        return ConfigError(f"TLS error talking to the endpoint: {err} "
+                           "(--no-verify-ssl skips certificate checks)")
+    if isinstance(err, botocore.exceptions.BotoCoreError):
+        return FileError(f"{type(err).__name__}: {err}", op=op, path=path, key=key)
+    return FileError(f"{type(err).__name__}: {err}", op=op, path=path, key=key)
+
+
+def md5_b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+class Store:
+    """The S3 store: the few operations s3pput needs, with errors translated."""
+
+    def __init__(self, client, bucket: str):
+        self.client = client
+        self.bucket = bucket
+
+    def _fail(self, err: BaseException, op: str, key: str = "", path: str = ""):
+        raise translate(err, op=op, bucket=self.bucket, key=key, path=path) from err
+
+    def check_bucket(self) -> bool:
+        """Check the bucket and credentials once; return whether listing is allowed.
+
+        Raises ``ConfigError`` with one clear message when the run cannot work.
+        """
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as err:
+            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404 or error_code(err) in ("404", "NoSuchBucket"):
+                raise ConfigError(f"bucket {self.bucket!r} does not exist") from err
+            if status not in (400, 403):
+                self._fail(err, "check bucket")
+            # HEAD answers carry no error code: ask again with a request that has a body,
+            # to tell bad credentials from a missing permission.
+        except Exception as err:  # noqa: BLE001 - translated
+            self._fail(err, "check bucket")
+        else:
+            return self._can_list()
+        return self._can_list()
+
+    def _can_list(self) -> bool:
+        try:
+            self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+            return True
+        except botocore.exceptions.ClientError as err:
+            code = error_code(err)
+            if code in FATAL_CODES:
+                self._fail(err, "check bucket")
+            if code == "AccessDenied":
+                return False
+            self._fail(err, "check bucket")
+        except Exception as err:  # noqa: BLE001 - translated
+            self._fail(err, "check bucket")
+        return False
+
+    def head(self, key: str) -> Optional[RemoteObject]:
+        try:
+            answer = self.client.head_object(Bucket=self.bucket, Key=key)
+        except botocore.exceptions.ClientError as err:
+            if err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            self._fail(err, "head", key)
+        except Exception as err:  # noqa: BLE001 - translated
+            self._fail(err, "head", key)
+        return RemoteObject(key, int(answer["ContentLength"]), answer["ETag"].strip('"'))
+
+    def list_sorted(self, prefix: str, delimiter: str = "",
+                    on_page: Optional[Callable[[], None]] = None) -> Iterator[RemoteObject]:
+        """Stream the objects under PREFIX in key order, one page (1,000 keys) at a time."""
+        token = None
+        while True:
+            request = {"Bucket": self.bucket, "Prefix": prefix}
+            if delimiter:
+                request["Delimiter"] = delimiter
+            if token:
+                request["ContinuationToken"] = token
+            try:
+                page = self.client.list_objects_v2(**request)
+            except Exception as err:  # noqa: BLE001 - translated
+                self._fail(err, "list", prefix)
+            if on_page:
+                on_page()
+            for item in page.get("Contents", ()):
+                yield RemoteObject(item["Key"], int(item["Size"]), item["ETag"].strip('"'))
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+
+    def get(self, key: str) -> Optional[bytes]:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except botocore.exceptions.ClientError as err:
+            if error_code(err) in ("NoSuchKey", "404"):
+                return None
+            self._fail(err, "get", key)
+        except Exception as err:  # noqa: BLE001 - translated
+            self._fail(err, "get", key)
+        return None
+
+    def put(self, key: str, data: bytes, params: Dict, *, path: str = "") -> str:
+        """Put DATA under KEY in one request; return the ETag. The store checks the MD5."""
+        digest = hashlib.md5(data).digest()
+        try:
+            answer = self.client.put_object(Bucket=self.bucket, Key=key, Body=data,
+                                            ContentMD5=md5_b64(digest), **params)
+        except Exception as err:  # noqa: BLE001 - translated
+            self._fail(err, "put", key, path)
+        return answer.get("ETag", "").strip('"') or digest.hex()
+
+    def put_multipart(self, key: str, parts: Iterable[bytes], params: Dict, *,
+                      before_complete: Callable[[List[bytes]], None] = lambda md5s: None,
+                      path: str = "") -> str:
+        """Put the bytes of PARTS under KEY as a multipart upload; return the ETag.
+
+        BEFORE_COMPLETE(part md5s) may raise to abandon the upload: it is then aborted and
+        nothing appears under KEY.
+        """
+        try:
+            upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, **params)
+        except Exception as err:  # noqa: BLE001 - translated
+            self._fail(err, "put", key, path)
+        upload_id = upload["UploadId"]
+        done, md5s = [], []
+        try:
+            for number, data in enumerate(parts, 1):
+                digest = hashlib.md5(data).digest()
+                answer = self.client.upload_part(Bucket=self.bucket, Key=key, Body=data,
+                                                 PartNumber=number, UploadId=upload_id,
+                                                 ContentMD5=md5_b64(digest))
+                md5s.append(digest)
+                done.append({"PartNumber": number, "ETag": answer["ETag"]})
+            before_complete(md5s)
+            answer = self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id,
+                MultipartUpload={"Parts": done})
+        except BaseException as err:
+            self._abort(key, upload_id)
+            if isinstance(err, Exception):
+                self._fail(err, "put", key, path)
+            raise
+        return answer.get("ETag", "").strip('"')
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except Exception:  # noqa: BLE001 - best effort; the upload is abandoned either way
+            pass
+
+
+class DryRunStore(Store):
+    """Reads like ``Store``; records puts instead of making them: nothing is written, and
+    the bodies of multipart uploads are not even read."""
+
+    def __init__(self, client, bucket: str):
+        super().__init__(client, bucket)
+        self.lock = threading.Lock()
+        self.recorded: List[str] = []
+
+    def _record(self, key: str) -> None:
+        with self.lock:
+            self.recorded.append(key)
+
+    def put(self, key, data, params, *, path=""):
+        self._record(key)
+        return hashlib.md5(data).hexdigest()
+
+    def put_multipart(self, key, parts, params, *, before_complete=lambda md5s: None,
+                      path=""):
+        self._record(key)
+        return ""

@@ -1,0 +1,313 @@
+"""Doing one job inside a putter: decide, read, transform, put.
+
+``Transfer.run(job)`` always returns exactly one ``Result``: it turns every per-file error
+into a FAILED result, and lets only ``FatalError`` through (the run must stop).
+
+A file is never stored half-written: a single PUT sends bytes that were read completely
+between two identical ``fstat``s, with their Content-MD5; a multipart upload is completed
+only if the file is unchanged after its last part was read, and aborted otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
+
+from . import plan
+from .config import Config
+from .content import GzipReader, content_type, gzip_bytes, should_gzip
+from .digest import Digest, digest_bytes, digest_stream, etag_matches, multipart_etag
+from .errors import FatalError, FileError, S3pputError, TransientError
+from .jobs import FAILED, SKIPPED, UNLISTED, UPLOADED, Job, Result
+from .sources import open_source
+from .store import Store
+
+
+class UploadSlots:
+    """The ``--limit`` budget, shared by all putters (None: unlimited)."""
+
+    def __init__(self, shared_value=None):
+        self.value = shared_value
+
+    def take(self) -> bool:
+        if self.value is None:
+            return True
+        with self.value.get_lock():
+            if self.value.value <= 0:
+                return False
+            self.value.value -= 1
+            return True
+
+
+class RateLimiter:
+    """At most RATE requests per second from this process (None: no limit)."""
+
+    def __init__(self, rate: Optional[float]):
+        self.interval = 1.0 / rate if rate else 0.0
+        self.lock = threading.Lock()
+        self.next_at = 0.0
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self.lock:
+            now = time.monotonic()
+            at = max(now, self.next_at)
+            self.next_at = at + self.interval
+        if at > now:
+            time.sleep(at - now)
+
+
+class Breaker:
+    """Fail fast while the endpoint is unreachable.
+
+    After ``THRESHOLD`` jobs in a row failed on connection errors (each after all its
+    retries), further jobs fail at once for ``PAUSE`` seconds, then one job probes again.
+    This bounds the time a run takes when the server dies, instead of retrying every
+    remaining file for its full backoff.
+    """
+
+    THRESHOLD = 3
+    PAUSE = 5.0
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.failures = 0
+        self.open_until = 0.0
+        self.reason = ""
+
+    def check(self) -> None:
+        with self.lock:
+            if self.failures < self.THRESHOLD:
+                return
+            now = time.monotonic()
+            if now < self.open_until:
+                raise TransientError(f"not attempted: the store is unreachable "
+                                     f"({self.reason})")
+            self.open_until = now + self.PAUSE  # let this one job probe
+
+    def record(self, error: Optional[BaseException]) -> None:
+        with self.lock:
+            if error is None:
+                self.failures = 0
+            elif isinstance(error, TransientError) and _is_connection_error(error):
+                self.failures += 1
+                self.reason = error.message
+                if self.failures >= self.THRESHOLD:
+                    self.open_until = max(self.open_until, time.monotonic() + self.PAUSE)
+
+
+def _is_connection_error(error: TransientError) -> bool:
+    text = error.message
+    return any(name in text for name in ("EndpointConnectionError", "ConnectionClosedError",
+                                         "ConnectTimeoutError", "ReadTimeoutError",
+                                         "HTTPClientError", "unreachable"))
+
+
+class Changed(FileError):
+    """The file changed while it was being read."""
+
+
+def _same_file(before: os.stat_result, after: os.stat_result) -> bool:
+    return (before.st_size, before.st_mtime_ns, before.st_ino) == \
+        (after.st_size, after.st_mtime_ns, after.st_ino)
+
+
+class Payload:
+    """The bytes of one job as they will be stored (gzipped or not), read on demand."""
+
+    def __init__(self, job: Job, cfg: Config):
+        self.job = job
+        self.cfg = cfg
+        name = job.key.rsplit("/", 1)[-1]
+        self.handle: Optional[BinaryIO] = None
+        self.head = b""
+        self.multipart = job.size > cfg.multipart_threshold
+        self.data: Optional[bytes] = None  # whole (stored) body, single PUT only
+        self.local_md5 = ""
+        self.stat0: Optional[os.stat_result] = None
+        self._open()
+        self.ctype = dict(cfg.put_params).get("ContentType") or \
+            content_type(name, self.head, cfg.content_type)
+        self.gzip = cfg.gzip and should_gzip(self.ctype, cfg.gzip_types)
+
+    def _open(self) -> None:
+        self.handle = open_source(self.job.source, self.job.size, self.job.display)
+        if self.job.source.kind in ("file", "spool"):
+            self.stat0 = os.fstat(self.handle.fileno())
+        if not self.multipart:
+            raw = self.handle.read()
+            self._check_unchanged(len(raw))
+            self.data = raw
+            self.head = raw[:2048]
+        else:
+            self.head = self.handle.read(2048)
+            self.handle.seek(0)
+
+    def _check_unchanged(self, got: int) -> None:
+        """Raise ``Changed`` if the file is not as it was when opened."""
+        if self.stat0 is None:
+            if got != self.job.size:
+                raise Changed(f"archive member is {got} bytes, expected {self.job.size}",
+                              op="read", path=self.job.display)
+            return
+        try:
+            now = os.stat(self.job.source.path)
+        except FileNotFoundError as err:
+            raise Changed("vanished while being read", op="read",
+                          path=self.job.display) from err
+        if not _same_file(self.stat0, now) or got != self.stat0.st_size:
+            raise Changed("changed while being read; not uploaded (run again)", op="read",
+                          path=self.job.display)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+    # -- the stored body -------------------------------------------------------------
+    def body(self) -> bytes:
+        assert self.data is not None
+        if self.gzip:
+            return gzip_bytes(self.data)
+        return self.data
+
+    def stream(self) -> BinaryIO:
+        """A fresh stream of the stored body (multipart)."""
+        self.handle.seek(0)
+        return GzipReader(self.handle) if self.gzip else self.handle
+
+    def digest(self, part_size: int) -> Digest:
+        if not self.multipart:
+            return digest_bytes(self.body(), part_size)
+        return digest_stream(self.stream(), part_size)
+
+    def parts(self, part_size: int) -> Iterator[bytes]:
+        stream = self.stream()
+        while True:
+            data = stream.read(part_size)
+            if not data:
+                return
+            yield data
+
+    def local_digest(self) -> str:
+        """Hex MD5 of the local content (before gzip), for the journal."""
+        if not self.local_md5:
+            if self.data is not None:
+                self.local_md5 = digest_bytes(self.data, len(self.data) or 1).md5
+            else:
+                self.handle.seek(0)
+                self.local_md5 = digest_stream(self.handle, 1 << 62).md5
+        return self.local_md5
+
+
+class Transfer:
+    """Runs jobs against a store; one per putter process, shared by its threads."""
+
+    def __init__(self, cfg: Config, store: Store, slots: UploadSlots,
+                 stop: Optional[threading.Event] = None):
+        self.cfg = cfg
+        self.store = store
+        self.slots = slots
+        self.stop = stop
+        self.rate = RateLimiter(cfg.max_rate / cfg.processes if cfg.max_rate else None)
+        self.breaker = Breaker()
+
+    def put_params(self, payload: Payload) -> Dict:
+        cfg = self.cfg
+        params: Dict = dict(cfg.put_params)
+        params["ContentType"] = payload.ctype
+        if payload.gzip:
+            params["ContentEncoding"] = "gzip"
+        if cfg.acl:
+            params["ACL"] = cfg.acl
+        if cfg.sse:
+            params["ServerSideEncryption"] = cfg.sse
+        if cfg.storage_class:
+            params["StorageClass"] = cfg.storage_class
+        if cfg.metadata:
+            params["Metadata"] = dict(cfg.metadata)
+        return params
+
+    def run(self, job: Job) -> Result:
+        """Do JOB; return its one result. Only ``FatalError`` escapes."""
+        try:
+            self.breaker.check()
+            result = self._run(job)
+            self.breaker.record(None)
+            return result
+        except FatalError:
+            raise
+        except S3pputError as err:
+            self.breaker.record(err)
+            return self._failed(job, err.message)
+        except Exception as err:  # noqa: BLE001 - a bug must fail one file, not the run
+            return self._failed(job, f"internal error: {type(err).__name__}: {err}")
+
+    def _failed(self, job: Job, reason: str) -> Result:
+        return Result(job.seq, job.display, job.key, FAILED, reason, size=job.size)
+
+    def remote_of(self, job: Job):
+        if job.remote is UNLISTED and self.cfg.put != plan.STUPID:
+            self.rate.wait()
+            return self.store.head(job.key)
+        return None if job.remote is UNLISTED else job.remote
+
+    def _run(self, job: Job) -> Result:
+        cfg = self.cfg
+        remote = self.remote_of(job)
+        decision = plan.first_look(cfg.put, remote, size=job.size, mtime_ns=job.mtime_ns,
+                                   journal=job.journal, size_comparable=not cfg.gzip)
+        if isinstance(decision, plan.Decision) and not decision.put:
+            return Result(job.seq, job.display, job.key, SKIPPED, decision.reason,
+                          size=job.size, mtime_ns=job.mtime_ns,
+                          etag=remote.etag if remote else "")
+        payload = Payload(job, cfg)
+        try:
+            digest = None
+            if decision is plan.COMPARE:
+                digest = payload.digest(cfg.part_size)
+                same = etag_matches(remote.etag, digest, payload.digest)
+                decision = plan.after_compare(same)
+                if not decision.put:
+                    return Result(job.seq, job.display, job.key, SKIPPED, decision.reason,
+                                  size=job.size, mtime_ns=job.mtime_ns,
+                                  md5=payload.local_digest(), etag=remote.etag)
+            if not self.slots.take():
+                return Result(job.seq, job.display, job.key, SKIPPED, plan.LIMIT,
+                              size=job.size)
+            etag, sent = self.put(job, payload, digest)
+            return Result(job.seq, job.display, job.key, UPLOADED, decision.reason,
+                          size=job.size, sent=sent, mtime_ns=job.mtime_ns,
+                          md5=payload.local_digest() if cfg.state_file else "",
+                          etag=etag)
+        finally:
+            payload.close()
+
+    def put(self, job: Job, payload: Payload, digest: Optional[Digest]) -> Tuple[str, int]:
+        """Store the payload under the job's key; return (ETag, bytes sent)."""
+        params = self.put_params(payload)
+        self.rate.wait()
+        if not payload.multipart:
+            body = payload.body()
+            return self.store.put(job.key, body, params, path=job.display), len(body)
+        sent = [0]
+
+        def counted_parts():
+            for data in payload.parts(self.cfg.part_size):
+                sent[0] += len(data)
+                self.rate.wait()
+                yield data
+
+        def before_complete(md5s: List[bytes]) -> None:
+            # Every part was read and stored with its own MD5; the object is the file
+            # only if the file did not change meanwhile.
+            payload._check_unchanged(payload.stat0.st_size if payload.stat0 else job.size)
+            if digest is not None and multipart_etag(md5s) != digest.etag(multipart=True):
+                raise Changed("changed while being uploaded; upload abandoned",
+                              op="put", path=job.display)
+
+        etag = self.store.put_multipart(job.key, counted_parts(), params,
+                                        before_complete=before_complete, path=job.display)
+        return etag, sent[0]
