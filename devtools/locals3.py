@@ -87,8 +87,6 @@ class LocalS3:
                 "-s3.port.lance=0"]
         if self.metrics:
             args.append(f"-metricsPort={metrics}")
-        if self.buckets:
-            args.append("-bucket=" + ",".join(self.buckets))
         if self.s3_config is not None:
             config_path = os.path.join(self.dir, "s3.json")
             with open(config_path, "w") as handle:
@@ -101,7 +99,36 @@ class LocalS3:
                                         start_new_session=True)
         log.close()
         self._wait_ready(timeout)
+        for bucket in self.buckets:
+            self.create_bucket(bucket)
         return self
+
+    def credentials(self):
+        """An access key pair the server accepts (any pair without ``s3_config``)."""
+        if self.s3_config:
+            first = self.s3_config["identities"][0]["credentials"][0]
+            return first["accessKey"], first["secretKey"]
+        return "local-access", "local-secret"
+
+    def client(self):
+        import boto3
+        import botocore.config
+
+        access, secret = self.credentials()
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=access,
+                            aws_secret_access_key=secret, region_name="us-east-1",
+                            config=botocore.config.Config(
+                                s3={"addressing_style": "path"},
+                                request_checksum_calculation="when_required",
+                                response_checksum_validation="when_required"))
+
+    def create_bucket(self, name: str) -> None:
+        """Create bucket NAME (synchronously: it exists when this returns)."""
+        client = self.client()
+        try:
+            client.create_bucket(Bucket=name)
+        except client.exceptions.BucketAlreadyOwnedByYou:
+            pass
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

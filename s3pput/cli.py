@@ -16,6 +16,7 @@ from .config import (CANNED_ACLS, Config, MiB, endpoint_with_scheme, lookup, par
                      positive, read_dotenv, validate)
 from .errors import FatalError, UsageError
 from .filters import EXCLUDE, INCLUDE, Rule
+from .journal import default_path as default_journal_path
 from .plan import PUT_MODES
 
 EXIT_OK, EXIT_FAILED, EXIT_FATAL, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -133,7 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds before a silent connection is abandoned (default 60)")
     run.add_argument("--max-rate", type=float, metavar="N",
                      help="at most N requests per second in all")
-    run.add_argument("--state", metavar="FILE", help="journal of what was put (SQLite)")
+    run.add_argument("--state", metavar="FILE",
+                     help="journal of what was put, to skip re-reading unchanged files "
+                     "(SQLite; default ~/.local/state/s3pput/BUCKET@HOST.sqlite)")
+    run.add_argument("--no-state", action="store_true", help="keep no journal")
 
     out = parser.add_argument_group("output")
     out.add_argument("-v", "--verbose", action="count", default=0,
@@ -166,12 +170,14 @@ def make_config(args: argparse.Namespace, environ=None, cwd: Optional[str] = Non
     thumbnails = ()
     if args.images or args.thumbnail:
         thumbnails = _thumbnail_specs(args.thumbnail)
+    bucket = args.bucket or lookup(environ, dotenv, "S3PPUT_BUCKET", "SPACES_BUCKET") or ""
+    endpoint_url = endpoint_with_scheme(
+        args.endpoint_url or lookup(environ, dotenv, "AWS_ENDPOINT_URL", "SPACES_ENDPOINT"))
     cfg = Config(
         sources=tuple(args.sources),
-        bucket=args.bucket or lookup(environ, dotenv, "S3PPUT_BUCKET", "SPACES_BUCKET") or "",
+        bucket=bucket,
         prefix=args.prefix or "",
-        endpoint_url=endpoint_with_scheme(
-            args.endpoint_url or lookup(environ, dotenv, "AWS_ENDPOINT_URL", "SPACES_ENDPOINT")),
+        endpoint_url=endpoint_url,
         region=args.region or lookup(environ, dotenv, "AWS_REGION", "AWS_DEFAULT_REGION",
                                      "SPACES_REGION"),
         profile=args.profile,
@@ -201,7 +207,8 @@ def make_config(args: argparse.Namespace, environ=None, cwd: Optional[str] = Non
         timeout=args.timeout,
         max_rate=args.max_rate,
         follow_symlinks=args.follow_symlinks,
-        state_file=args.state,
+        state_file=None if args.no_state else (
+            args.state or default_journal_path(bucket, endpoint_url)),
         verbose=args.verbose + (1 if args.debug else 0),
         quiet=args.quiet,
         json=args.json,

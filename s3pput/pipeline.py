@@ -32,6 +32,7 @@ from typing import Dict, List, Optional
 
 from .config import Config
 from .errors import ConfigError, FatalError
+from .journal import Journal
 from .jobs import (FAILED, STOP, Fatal, Finish, Job, Note, Result, Results, Walked,
                    WalkerDone)
 from .stats import Log, Progress, Stats, human_summary, json_summary
@@ -86,7 +87,9 @@ def walker_main(cfg: Config, can_list: bool, spool_dir: str, put_queue, stat_que
     from .walker import Walker
 
     store = _make_store(cfg, 2) if cfg.put != "stupid" else None
+    journal = Journal(cfg.state_file, write=False) if cfg.state_file else None
     walker = Walker(cfg, store, can_list=can_list, spool_dir=spool_dir,
+                    journal_lookup=journal.lookup if journal else (lambda key: None),
                     note=lambda level, text: stat_queue.put(Note(level, text)))
     walked, complete = 0, True
     batch: List[Job] = []
@@ -244,6 +247,8 @@ def statter_main(cfg: Config, stat_queue, reply) -> None:
     stats = Stats(cfg.dry_run)
     progress = Progress(log, cfg.progress and not cfg.quiet and not cfg.json, cfg.dry_run)
     outstanding: Dict[int, tuple] = {}
+    journal = Journal(cfg.state_file, write=True) \
+        if cfg.state_file and not cfg.dry_run else None
     while True:
         try:
             message = stat_queue.get(timeout=0.5)
@@ -251,6 +256,8 @@ def statter_main(cfg: Config, stat_queue, reply) -> None:
             progress.update(stats)
             continue
         if isinstance(message, Results):
+            if journal is not None:
+                journal.record(message.results)
             for result in message.results:
                 outstanding.pop(result.seq, None)
                 stats.count(result)
@@ -270,6 +277,8 @@ def statter_main(cfg: Config, stat_queue, reply) -> None:
             break
         progress.update(stats)
     progress.close()
+    if journal is not None:
+        journal.close()
     stats.interrupted = message.interrupted
     if outstanding:
         if message.interrupted or stats.fatal:

@@ -10,6 +10,7 @@ only if the file is unchanged after its last part was read, and aborted otherwis
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -180,26 +181,36 @@ class Payload:
 
     def digest(self, part_size: int) -> Digest:
         if not self.multipart:
-            return digest_bytes(self.body(), part_size)
-        return digest_stream(self.stream(), part_size)
+            digest = digest_bytes(self.body(), part_size)
+        else:
+            digest = digest_stream(self.stream(), part_size)
+        if not self.gzip:
+            self.local_md5 = digest.md5
+        return digest
 
     def parts(self, part_size: int) -> Iterator[bytes]:
         stream = self.stream()
+        whole = hashlib.md5() if not self.gzip else None
         while True:
             data = stream.read(part_size)
             if not data:
-                return
+                break
+            if whole is not None:
+                whole.update(data)
             yield data
+        if whole is not None:
+            self.local_md5 = whole.hexdigest()
 
-    def local_digest(self) -> str:
-        """Hex MD5 of the local content (before gzip), for the journal."""
-        if not self.local_md5:
-            if self.data is not None:
-                self.local_md5 = digest_bytes(self.data, len(self.data) or 1).md5
-            else:
-                self.handle.seek(0)
-                self.local_md5 = digest_stream(self.handle, 1 << 62).md5
+    def known_md5(self) -> str:
+        """Hex MD5 of the local content (before gzip) if it was computed on the way;
+        never re-reads the file just for this."""
+        if not self.local_md5 and self.data is not None:
+            self.local_md5 = hashlib.md5(self.data).hexdigest()
         return self.local_md5
+
+    def mtime_ns(self) -> int:
+        """The mtime of the content that was read (the walk's, for archive members)."""
+        return self.stat0.st_mtime_ns if self.stat0 is not None else self.job.mtime_ns
 
 
 class Transfer:
@@ -272,16 +283,15 @@ class Transfer:
                 decision = plan.after_compare(same)
                 if not decision.put:
                     return Result(job.seq, job.display, job.key, SKIPPED, decision.reason,
-                                  size=job.size, mtime_ns=job.mtime_ns,
-                                  md5=payload.local_digest(), etag=remote.etag)
+                                  size=job.size, mtime_ns=payload.mtime_ns(),
+                                  md5=payload.known_md5(), etag=remote.etag)
             if not self.slots.take():
                 return Result(job.seq, job.display, job.key, SKIPPED, plan.LIMIT,
                               size=job.size)
             etag, sent = self.put(job, payload, digest)
             return Result(job.seq, job.display, job.key, UPLOADED, decision.reason,
-                          size=job.size, sent=sent, mtime_ns=job.mtime_ns,
-                          md5=payload.local_digest() if cfg.state_file else "",
-                          etag=etag)
+                          size=job.size, sent=sent, mtime_ns=payload.mtime_ns(),
+                          md5=payload.known_md5(), etag=etag)
         finally:
             payload.close()
 

@@ -1,0 +1,88 @@
+"""The local state journal: what s3pput put, so that re-runs need not re-read files.
+
+One SQLite file per endpoint and bucket (default ``$XDG_STATE_HOME/s3pput/``, that is
+``~/.local/state/s3pput/BUCKET@HOST.sqlite``; ``--state FILE`` chooses another,
+``--no-state`` turns it off). Only the statter writes it, in one transaction per batch of
+results, in WAL mode: a crash at any instant leaves it consistent (at worst the last
+batch is missing, which costs a re-hash, never a wrong skip). The walker reads it.
+
+A row says: when KEY was put (or found unchanged), the local file had SIZE and MTIME_NS
+and content MD5, and the store answered ETAG. ``plan`` trusts it only while the local
+size and mtime are the same *and* the store still shows that ETag.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import time
+from typing import Iterable, Optional
+from urllib.parse import urlparse
+
+from .jobs import SKIPPED, UPLOADED, JournalEntry, Result
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    key TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    md5 TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    recorded_at REAL NOT NULL
+) WITHOUT ROWID
+"""
+
+
+def default_path(bucket: str, endpoint_url: Optional[str]) -> str:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                           ".local", "state")
+    host = urlparse(endpoint_url).netloc if endpoint_url else "aws"
+    name = re.sub(r"[^A-Za-z0-9._@-]", "_", f"{bucket}@{host}")
+    return os.path.join(base, "s3pput", name + ".sqlite")
+
+
+class Journal:
+    """Reader or (single) writer of one journal file."""
+
+    def __init__(self, path: str, *, write: bool):
+        self.path = path
+        self.write = write
+        if write:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute(SCHEMA)
+        elif os.path.exists(path):
+            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30,
+                                      isolation_level=None)
+        else:
+            self.db = None
+
+    def lookup(self, key: str) -> Optional[JournalEntry]:
+        if self.db is None:
+            return None
+        try:
+            row = self.db.execute("SELECT size, mtime_ns, md5, etag FROM objects WHERE key=?",
+                                  (key,)).fetchone()
+        except sqlite3.OperationalError:  # no table yet: the writer has not started
+            return None
+        return JournalEntry(*row) if row else None
+
+    def record(self, results: Iterable[Result]) -> None:
+        """Remember uploads, and unchanged files whose hash was just computed."""
+        now = time.time()
+        rows = [(r.key, r.size, r.mtime_ns, r.md5, r.etag, now) for r in results
+                if r.etag and r.mtime_ns and (r.outcome == UPLOADED
+                                              or (r.outcome == SKIPPED and r.md5))]
+        if not rows or self.db is None:
+            return
+        self.db.execute("BEGIN")
+        self.db.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?)", rows)
+        self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
