@@ -73,6 +73,7 @@ class Result(NamedTuple):
     etag: str = ""  # ETag of the stored object, when known
     extra_keys: Tuple[str, ...] = ()  # other objects written for this job (thumbnails)
     number: Optional[int] = None  # image mode: the sequence number given
+    preview: Optional[bytes] = None  # --dry-run --preview: the first thumbnail's bytes
 
 
 UPLOADED = "uploaded"

@@ -33,6 +33,7 @@ from typing import Dict, List, Optional
 from .config import Config
 from .errors import ConfigError, FatalError
 from .journal import Journal
+from .reports import open_reports, preview_mime
 from .jobs import (FAILED, STOP, Fatal, Finish, Job, Note, Result, Results, Walked,
                    WalkerDone)
 from .stats import Log, Progress, Stats, human_summary, json_summary
@@ -86,11 +87,17 @@ def walker_main(cfg: Config, can_list: bool, spool_dir: str, put_queue, stat_que
     _worker_setup()
     from .walker import Walker
 
-    store = _make_store(cfg, 2) if cfg.put != "stupid" else None
     journal = Journal(cfg.state_file, write=False) if cfg.state_file else None
-    walker = Walker(cfg, store, can_list=can_list, spool_dir=spool_dir,
-                    journal_lookup=journal.lookup if journal else (lambda key: None),
-                    note=lambda level, text: stat_queue.put(Note(level, text)))
+    options = dict(can_list=can_list,
+                   journal_lookup=journal.lookup if journal else (lambda key: None),
+                   note=lambda level, text: stat_queue.put(Note(level, text)))
+    if cfg.images:
+        from .imagemode import ImageWalker
+
+        walker = ImageWalker(cfg, _make_store(cfg, 2), **options)
+    else:
+        store = _make_store(cfg, 2) if cfg.put != "stupid" else None
+        walker = Walker(cfg, store, spool_dir=spool_dir, **options)
     walked, complete = 0, True
     batch: List[Job] = []
     batch_bytes = 0
@@ -249,6 +256,8 @@ def statter_main(cfg: Config, stat_queue, reply) -> None:
     outstanding: Dict[int, tuple] = {}
     journal = Journal(cfg.state_file, write=True) \
         if cfg.state_file and not cfg.dry_run else None
+    mapping, preview = open_reports(cfg)
+    preview_type = preview_mime(cfg.thumbnail_format) if preview else ""
     while True:
         try:
             message = stat_queue.get(timeout=0.5)
@@ -262,6 +271,10 @@ def statter_main(cfg: Config, stat_queue, reply) -> None:
                 outstanding.pop(result.seq, None)
                 stats.count(result)
                 report(log, cfg, result)
+                if mapping is not None:
+                    mapping.add(result)
+                if preview is not None:
+                    preview.add(result, preview_type)
         elif isinstance(message, Walked):
             for seq, display, key, size in message.notes:
                 outstanding[seq] = (display, key, size)
@@ -277,8 +290,9 @@ def statter_main(cfg: Config, stat_queue, reply) -> None:
             break
         progress.update(stats)
     progress.close()
-    if journal is not None:
-        journal.close()
+    for closable in (journal, mapping, preview):
+        if closable is not None:
+            closable.close()
     stats.interrupted = message.interrupted
     if outstanding:
         if message.interrupted or stats.fatal:

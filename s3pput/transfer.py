@@ -20,6 +20,7 @@ from . import plan
 from .config import Config
 from .content import GzipReader, content_type, gzip_bytes, should_gzip
 from .digest import Digest, digest_bytes, digest_stream, etag_matches, multipart_etag
+from .images import ThumbnailSpec, make_thumbnails, sniff_image
 from .errors import FatalError, FileError, S3pputError, TransientError
 from .jobs import FAILED, SKIPPED, UNLISTED, UPLOADED, Job, Result
 from .sources import open_source
@@ -130,8 +131,9 @@ class Payload:
         self.local_md5 = ""
         self.stat0: Optional[os.stat_result] = None
         self._open()
+        kind = sniff_image(self.head) if job.thumbnail_keys else None
         self.ctype = dict(cfg.put_params).get("ContentType") or \
-            content_type(name, self.head, cfg.content_type)
+            (kind.mime if kind else content_type(name, self.head, cfg.content_type))
         self.gzip = cfg.gzip and should_gzip(self.ctype, cfg.gzip_types)
 
     def _open(self) -> None:
@@ -247,14 +249,18 @@ class Transfer:
             self.breaker.check()
             result = self._run(job)
             self.breaker.record(None)
-            return result
         except FatalError:
             raise
         except S3pputError as err:
             self.breaker.record(err)
-            return self._failed(job, err.message)
+            result = self._failed(job, err.message)
         except Exception as err:  # noqa: BLE001 - a bug must fail one file, not the run
-            return self._failed(job, f"internal error: {type(err).__name__}: {err}")
+            result = self._failed(job, f"internal error: {type(err).__name__}: {err}")
+        if job.thumbnail_keys:
+            # Image jobs always name their number and thumbnail keys (mapping log, plan).
+            result = result._replace(number=job.number,
+                                     extra_keys=tuple(key for _, key in job.thumbnail_keys))
+        return result
 
     def _failed(self, job: Job, reason: str) -> Result:
         return Result(job.seq, job.display, job.key, FAILED, reason, size=job.size)
@@ -288,12 +294,41 @@ class Transfer:
             if not self.slots.take():
                 return Result(job.seq, job.display, job.key, SKIPPED, plan.LIMIT,
                               size=job.size)
+            thumbnail_bytes, preview = self.put_thumbnails(job, payload)
+            # The original goes last: once it is in place, so are its thumbnails, and
+            # the next run may skip the image without looking at them.
             etag, sent = self.put(job, payload, digest)
             return Result(job.seq, job.display, job.key, UPLOADED, decision.reason,
-                          size=job.size, sent=sent, mtime_ns=payload.mtime_ns(),
-                          md5=payload.known_md5(), etag=etag)
+                          size=job.size, sent=sent + thumbnail_bytes,
+                          mtime_ns=payload.mtime_ns(), md5=payload.known_md5(), etag=etag,
+                          preview=preview)
         finally:
             payload.close()
+
+    def put_thumbnails(self, job: Job, payload: Payload) -> Tuple[int, Optional[bytes]]:
+        """Make and put the job's thumbnails; return (bytes sent, preview bytes).
+
+        In a dry run they are made only when a preview asks for them."""
+        if not job.thumbnail_keys:
+            return 0, None
+        keys = [key for _, key in job.thumbnail_keys]
+        if self.cfg.dry_run and not self.cfg.preview:
+            return 0, None
+        specs = [ThumbnailSpec(name, width, height)
+                 for name, width, height in self.cfg.thumbnails]
+        source = payload.data if payload.data is not None else job.source.path
+        thumbnails = make_thumbnails(source, specs, fmt=self.cfg.thumbnail_format,
+                                     quality=self.cfg.thumbnail_quality,
+                                     path_for_errors=job.display)
+        sent = 0
+        for thumbnail, key in zip(thumbnails, keys):
+            params = self.put_params(payload)
+            params["ContentType"] = thumbnail.mime
+            params.pop("ContentEncoding", None)
+            self.rate.wait()
+            self.store.put(key, thumbnail.data, params, path=job.display)
+            sent += len(thumbnail.data)
+        return sent, thumbnails[0].data if self.cfg.preview else None
 
     def put(self, job: Job, payload: Payload, digest: Optional[Digest]) -> Tuple[str, int]:
         """Store the payload under the job's key; return (ETag, bytes sent)."""

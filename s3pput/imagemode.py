@@ -1,0 +1,200 @@
+"""Image mode's walk: numbering, manifests and the jobs for originals + thumbnails.
+
+Layout: a file ``female/0001_x.png`` numbered 1 goes to ``PREFIX/female/original/1.png``
+and its thumbnails to ``PREFIX/female/thumbnail/1.png`` (one folder per ``--thumbnail``
+spec, the same file name in each). Files directly under SOURCE go to
+``PREFIX/original/N.ext``.
+
+Numbering (``--rename sequential``): within each source directory, images are numbered
+1, 2, 3... in alphabetical order of their names, the first time they are seen. The
+mapping is kept in the bucket, one small JSON object per directory,
+``PREFIX/<dir>/.s3pput-manifest.json``: ``{"version": 1, "next": N, "files": {name:
+number}}``. A later run keeps every number, gives new files the next free numbers (in name
+order), and never reuses the number of a deleted file, so two different source files are
+never mapped to one key. The manifest is written before the directory's images are
+queued: a run that dies half-way leaves numbers reserved, never reassigned.
+Two runs on the same prefix at the same time are not supported (the manifest has no lock).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from . import plan
+from .config import Config
+from .errors import FileError
+from .filters import excluded_by
+from .images import SNIFF_BYTES, sniff_image
+from .jobs import FAILED, SKIPPED, UNLISTED, Job, Result
+from .keys import check_key, image_keys, join_key, normalize_prefix
+from .sources import Entry, walk_directories
+from .store import Store
+
+MANIFEST_NAME = ".s3pput-manifest.json"
+ORIGINAL_FOLDER = "original"
+
+
+class Manifest:
+    """The name -> number mapping of one source directory."""
+
+    def __init__(self, files: Optional[Dict[str, int]] = None, next_number: int = 1):
+        self.files: Dict[str, int] = dict(files or {})
+        self.next = max([next_number, *[n + 1 for n in self.files.values()]])
+        self.changed = False
+
+    @classmethod
+    def parse(cls, data: Optional[bytes]) -> "Manifest":
+        if not data:
+            return cls()
+        try:
+            doc = json.loads(data)
+            files = {str(name): int(number) for name, number in doc["files"].items()}
+            return cls(files, int(doc.get("next", 1)))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise FileError(f"manifest is damaged ({err}); not renumbering over it",
+                            op="manifest") from err
+
+    def number(self, name: str) -> int:
+        """NAME's number, giving it the next free one if it has none. Callers give new
+        names in alphabetical order, so a first run numbers 1, 2, 3... by name."""
+        if name not in self.files:
+            self.files[name] = self.next
+            self.next += 1
+            self.changed = True
+        return self.files[name]
+
+    def dumps(self) -> bytes:
+        doc = {"version": 1, "next": self.next, "files": dict(sorted(self.files.items()))}
+        return json.dumps(doc, indent=1, ensure_ascii=False).encode("utf-8")
+
+
+def _extension(name: str, sniffed_extension: str) -> str:
+    base, dot, ext = name.rpartition(".")
+    if dot and base and ext:
+        return ext.lower()
+    return sniffed_extension
+
+
+def _sniff(entry: Entry) -> Tuple[Optional[object], Optional[str]]:
+    """(image kind, None), or (None, why it is not taken)."""
+    try:
+        with open(entry.source.path, "rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+    except FileNotFoundError:
+        return None, "vanished while walking"
+    except OSError as err:
+        return None, f"cannot read: {err.strerror or err}"
+    kind = sniff_image(head)
+    return kind, None if kind else "not an image"
+
+
+class ImageWalker:
+    """Turns SOURCE directories into image jobs (original + thumbnails)."""
+
+    def __init__(self, cfg: Config, store: Store, *, can_list: bool, journal_lookup,
+                 note):
+        self.cfg = cfg
+        self.store = store
+        self.can_list = can_list
+        self.journal_lookup = journal_lookup
+        self.note = note
+        self.prefix = normalize_prefix(cfg.prefix)
+        self.folders = [ORIGINAL_FOLDER, *[name for name, _, _ in cfg.thumbnails]]
+        self.seq = 0
+
+    def _next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def jobs(self) -> Iterator[object]:
+        for source in self.cfg.sources:
+            if not os.path.isdir(source):
+                yield Result(self._next_seq(), source, "", FAILED,
+                             "--images takes directories as SOURCE")
+                continue
+            for reldir, entries in walk_directories(source,
+                                                    follow_symlinks=self.cfg.follow_symlinks):
+                yield from self._directory(reldir, entries)
+
+    def _directory(self, reldir: Tuple[str, ...], entries: List[Entry]) -> Iterator[object]:
+        images = []
+        for entry in entries:
+            relpath = "/".join(entry.parts)
+            why = excluded_by(self.cfg.rules, relpath)
+            if why:
+                self.note("debug", f"excluded {entry.display} ({why})")
+                continue
+            key = join_key(self.prefix, entry.parts)
+            if entry.problem:
+                yield Result(self._next_seq(), entry.display, key, entry.outcome,
+                             entry.problem)
+                continue
+            kind, why_not = _sniff(entry)
+            if kind is None:
+                outcome = SKIPPED if why_not == "not an image" else FAILED
+                yield Result(self._next_seq(), entry.display, key, outcome, why_not,
+                             size=entry.size)
+                continue
+            images.append((entry, kind))
+        if not images:
+            return
+        numbers, error = self._numbers(reldir, [entry.parts[-1] for entry, _ in images])
+        if error:
+            for entry, _ in images:
+                yield Result(self._next_seq(), entry.display, "", FAILED, error,
+                             size=entry.size)
+            return
+        remote = self._originals(reldir)
+        for entry, kind in images:
+            name = entry.parts[-1]
+            if self.cfg.rename == "sequential":
+                keys = image_keys(self.prefix, reldir, numbers[name],
+                                  _extension(name, kind.extension), self.folders)
+            else:
+                keys = [join_key(self.prefix, [*reldir, folder, name])
+                        for folder in self.folders]
+            try:
+                for key in keys:
+                    check_key(key, path=entry.display)
+            except FileError as err:
+                yield Result(self._next_seq(), entry.display, keys[0], FAILED, err.message,
+                             size=entry.size)
+                continue
+            original = keys[0]
+            if self.cfg.put == plan.STUPID:
+                known = None
+            elif remote is None:
+                known = UNLISTED
+            else:
+                known = remote.get(original.rsplit("/", 1)[-1])
+            thumbnails = tuple(zip(self.folders[1:], keys[1:]))
+            yield Job(self._next_seq(), entry.display, original, entry.source, entry.size,
+                      entry.mtime_ns, known, self.journal_lookup(original),
+                      numbers.get(name), thumbnails)
+
+    def _numbers(self, reldir, names: List[str]) -> Tuple[Dict[str, int], str]:
+        """({name: number} for this directory (empty with --rename keep), error): the
+        error says why the manifest could not be read or written."""
+        if self.cfg.rename != "sequential":
+            return {}, ""
+        manifest_key = join_key(self.prefix, [*reldir, MANIFEST_NAME])
+        try:
+            manifest = Manifest.parse(self.store.get(manifest_key))
+            numbers = {name: manifest.number(name) for name in sorted(names)}
+            if manifest.changed:
+                self.store.put(manifest_key, manifest.dumps(),
+                               {"ContentType": "application/json"})
+        except FileError as err:
+            return {}, f"not numbered: manifest {manifest_key}: {err.message}"
+        return numbers, ""
+
+    def _originals(self, reldir) -> Optional[Dict[str, object]]:
+        """What the original folder of this directory holds, by file name (one LIST
+        request per 1,000 keys); None when listing is not possible."""
+        if self.cfg.put == plan.STUPID or not self.can_list:
+            return None
+        folder = join_key(self.prefix, [*reldir, ORIGINAL_FOLDER]) + "/"
+        return {item.key[len(folder):]: item
+                for item in self.store.list_sorted(folder, delimiter="/")}
