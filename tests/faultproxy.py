@@ -1,0 +1,552 @@
+"""A fault-injecting HTTP/1.1 reverse proxy for functional tests.
+
+FaultProxy sits on the loopback interface between an S3 client (boto3 over
+plain http) and a local S3 server, and for each request it may answer with an
+S3 error itself, reset the connection, delay the response or swallow the
+request. Everything else passes through unchanged: message heads are parsed
+only to find where each message ends, and no byte is rewritten (SigV4 signs
+the Host header, so the proxy must not touch it).
+
+    with FaultProxy(s3_port, seed=1) as proxy:
+        proxy.fail_fraction(0.3, methods=["PUT"])
+        run_cli("--endpoint-url", proxy.url, ...)
+        assert proxy.faults_injected["fail"] > 0
+
+Which requests a fault hits is drawn from one random.Random(seed), three draws
+per request whatever faults are set: the same sequence of requests meets the
+same faults. With several client connections at once the order of requests,
+and so which ones are hit, depends on scheduling; the fraction still holds.
+
+Each client connection is served by its own thread with its own upstream
+connection, reopened when the target has closed it. Requests on a connection
+are handled one after the other (pipelined requests wait their turn).
+Protocol upgrades (101 Switching Protocols, CONNECT) are not supported.
+"""
+
+import collections
+import http
+import ipaddress
+import random
+import selectors
+import socket
+import struct
+import threading
+import time
+from typing import NamedTuple, Optional
+
+_CHUNK = 64 * 1024  # bytes read from a socket at a time
+_MAX_HEAD = 64 * 1024  # longest request or response head accepted
+_TICK = 0.1  # seconds between looks at the stop flag while waiting
+_CONNECT_TIMEOUT = 5.0
+
+# How a message body ends, besides a byte count (an int).
+CHUNKED = "chunked"
+UNTIL_EOF = "until-eof"
+
+# Fault kinds, the keys of FaultProxy.faults_injected.
+FAIL, RESET, DELAY, BLACKHOLE = "fail", "reset", "delay", "blackhole"
+
+
+class _Stopped(Exception):
+    """The proxy is stopping, or a peer hung up in the middle of a message."""
+
+
+class Head(NamedTuple):
+    """A parsed request or response head: start line plus headers."""
+
+    raw: bytes  # the head exactly as received, blank line included
+    start: list  # the start line split in three: method/target/version or version/status/reason
+    headers: dict  # lower-case name -> value (repeated headers joined with ", ")
+
+    def tokens(self, name):
+        """The comma-separated, lower-cased tokens of a header (Connection, Transfer-Encoding)."""
+        return {t.strip().lower() for t in self.headers.get(name, "").split(",") if t.strip()}
+
+    def keeps_alive(self):
+        """Whether the sender of this message means to keep the connection open after it."""
+        connection = self.tokens("connection")
+        if "close" in connection:
+            return False
+        version = self.start[0] if self.start[0].startswith("HTTP/") else self.start[2]
+        return version != "HTTP/1.0" or "keep-alive" in connection
+
+
+def parse_head(raw):
+    """Split a head (bytes ending in a blank line) into its start line and headers."""
+    lines = raw.decode("latin-1").split("\r\n")
+    start = lines[0].split(" ", 2)
+    if len(start) < 3:  # a status line may lack its reason phrase
+        start += [""] * (3 - len(start))
+    headers = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            name = name.strip().lower()
+            value = value.strip()
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return Head(raw, start, headers)
+
+
+def request_body(head):
+    """How the body of a request ends: CHUNKED or a byte count (0: no body)."""
+    if "chunked" in head.tokens("transfer-encoding"):
+        return CHUNKED
+    return int(head.headers.get("content-length", "0"))
+
+
+def response_body(method, head):
+    """How the body of a response to `method` ends: a byte count, CHUNKED or UNTIL_EOF."""
+    status = int(head.start[1])
+    if method == "HEAD" or status < 200 or status in (204, 304):
+        return 0  # these never have a body, whatever Content-Length says
+    if "chunked" in head.tokens("transfer-encoding"):
+        return CHUNKED
+    if "content-length" in head.headers:
+        return int(head.headers["content-length"])
+    return UNTIL_EOF
+
+
+def expects_continue(head):
+    return head.headers.get("expect", "").lower() == "100-continue"
+
+
+class Conn:
+    """A socket with a read buffer; every wait gives up when `stopping` is set."""
+
+    def __init__(self, sock, stopping):
+        self.sock = sock
+        self.buf = bytearray()
+        self._stopping = stopping
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(sock, selectors.EVENT_READ)
+
+    def fill(self):
+        """Wait for data and add it to the buffer; False when the peer has closed."""
+        while not self._selector.select(_TICK):
+            if self._stopping.is_set():
+                raise _Stopped("proxy stopping")
+        data = self.sock.recv(_CHUNK)
+        self.buf += data
+        return bool(data)
+
+    def has_input(self):
+        """Whether reading now would not block: buffered bytes, data or EOF pending."""
+        return bool(self.buf) or bool(self._selector.select(0))
+
+    def take(self, n):
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        return data
+
+    def read_head(self):
+        """The next message head, or None if the peer closed cleanly before one began."""
+        while True:
+            while self.buf.startswith(b"\r\n"):  # stray CRLFs between messages are allowed
+                del self.buf[:2]
+            end = self.buf.find(b"\r\n\r\n")
+            if end >= 0:
+                return parse_head(self.take(end + 4))
+            if len(self.buf) > _MAX_HEAD:
+                raise _Stopped("message head too long")
+            if not self.fill():
+                if self.buf:
+                    raise _Stopped("peer closed in the middle of a head")
+                return None
+
+    def read_line(self):
+        while b"\n" not in self.buf:
+            if len(self.buf) > _MAX_HEAD:
+                raise _Stopped("line too long")
+            if not self.fill():
+                raise _Stopped("peer closed in the middle of a line")
+        return self.take(self.buf.index(b"\n") + 1)
+
+    def read_some(self, limit):
+        """Between 1 and `limit` bytes; b"" only at EOF."""
+        if not self.buf and not self.fill():
+            return b""
+        return self.take(limit)
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def shutdown(self):
+        """Wake any thread blocked on this socket (used by FaultProxy.stop)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def reset(self):
+        """Close abruptly: SO_LINGER with a zero timeout makes close() send a TCP RST."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close()
+
+    def close(self):
+        self._selector.close()
+        self.sock.close()
+
+
+def relay_body(src, dst, framing):
+    """Copy one message body from src to dst (None: discard it), byte for byte."""
+    if framing == CHUNKED:
+        while True:
+            line = src.read_line()
+            if dst:
+                dst.send(line)
+            size = int(line.split(b";")[0].strip(), 16)
+            if size == 0:
+                break
+            relay_body(src, dst, size + 2)  # the chunk and its CRLF
+        while True:  # trailer fields, up to the blank line
+            line = src.read_line()
+            if dst:
+                dst.send(line)
+            if line in (b"\r\n", b"\n"):
+                return
+    elif framing == UNTIL_EOF:
+        while data := src.read_some(_CHUNK):
+            if dst:
+                dst.send(data)
+    else:
+        left = framing
+        while left:
+            data = src.read_some(min(left, _CHUNK))
+            if not data:
+                raise _Stopped("peer closed in the middle of a body")
+            if dst:
+                dst.send(data)
+            left -= len(data)
+
+
+def first_with_input(a, b, stopping):
+    """Wait until a or b has something to read and return that one."""
+    for conn in (a, b):
+        if conn.buf:
+            return conn
+    with selectors.DefaultSelector() as selector:
+        selector.register(a.sock, selectors.EVENT_READ, a)
+        selector.register(b.sock, selectors.EVENT_READ, b)
+        while not (events := selector.select(_TICK)):
+            if stopping.is_set():
+                raise _Stopped("proxy stopping")
+        return events[0][0].data
+
+
+class Rule(NamedTuple):
+    """One fault setting: which share of requests, of which methods, it hits."""
+
+    fraction: float
+    methods: Optional[frozenset]  # upper-case methods; None: all
+    status: int = 0  # for FAIL
+    code: str = ""  # for FAIL
+    seconds: float = 0.0  # for DELAY
+
+    def hits(self, method, draw):
+        return draw < self.fraction and (self.methods is None or method in self.methods)
+
+
+class Decision(NamedTuple):
+    """What the proxy does with one request."""
+
+    blackhole: bool = False
+    reset: bool = False
+    fail: Optional[Rule] = None
+    delay: float = 0.0
+
+
+def _rule(fraction, methods, **extra):
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be between 0 and 1, not {fraction!r}")
+    methods = None if methods is None else frozenset(m.upper() for m in methods)
+    return Rule(fraction, methods, **extra)
+
+
+def _is_loopback(host):
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class FaultProxy:
+    """An HTTP/1.1 reverse proxy on 127.0.0.1 that injects faults into chosen requests.
+
+    Attributes: `port` and `url` once started; counters `requests`, `by_method`
+    and `faults_injected` (Counters, so a missing key reads 0). Fault settings
+    may change at any time while it runs; they apply to requests whose head
+    arrives afterwards. Precedence per request: blackhole, reset, fail, delay.
+    A stopped proxy cannot be started again: make a new one.
+    """
+
+    def __init__(self, target_port, *, target_host="127.0.0.1", seed=0):
+        if not _is_loopback(target_host):
+            raise ValueError(f"FaultProxy only proxies to loopback, not {target_host!r}")
+        self.target = (target_host, target_port)
+        self.port = None
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()  # guards fault settings, the random draws and counters
+        self._stopping = threading.Event()
+        self._listener = None
+        self._threads = []
+        self._conns = set()  # every open Conn, so stop() can wake their threads
+        self.clear()
+        self.reset_counters()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    # Life cycle
+
+    def start(self):
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self._listener.settimeout(_TICK)
+        self.port = self._listener.getsockname()[1]
+        self._spawn(self._accept_loop, f"faultproxy:{self.port}:accept")
+        return self
+
+    def stop(self, timeout=2.0):
+        """Close the listener and every connection; wait up to `timeout` s for the threads."""
+        self._stopping.set()  # the accept loop sees it within _TICK and closes the listener
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            conn.shutdown()
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(deadline - time.monotonic(), 0))
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    # Fault settings
+
+    def fail_fraction(self, fraction, status=503, code="SlowDown", *, methods=None):
+        """Answer `fraction` of requests (of `methods`, default all) with an S3 XML error
+        instead of forwarding them; the request body is read and dropped."""
+        with self._lock:
+            self._fail = _rule(fraction, methods, status=status, code=code)
+
+    def reset_fraction(self, fraction, *, methods=None):
+        """Reset (TCP RST) the client connection on `fraction` of requests, after reading their head."""
+        with self._lock:
+            self._reset = _rule(fraction, methods)
+
+    def delay(self, seconds, fraction=1.0, *, methods=None):
+        """Wait `seconds` before passing on the response to `fraction` of forwarded requests."""
+        with self._lock:
+            self._delay = _rule(fraction, methods, seconds=seconds)
+
+    def blackhole(self, on=True):
+        """Read every new request and never answer it (the connection stays open)."""
+        with self._lock:
+            self._blackhole = on
+
+    def clear(self):
+        """No more faults."""
+        with self._lock:
+            self._fail = self._reset = self._delay = None
+            self._blackhole = False
+
+    # Counters
+
+    @property
+    def requests(self):
+        with self._lock:
+            return self._requests
+
+    @property
+    def by_method(self):
+        with self._lock:
+            return collections.Counter(self._by_method)
+
+    @property
+    def faults_injected(self):
+        with self._lock:
+            return collections.Counter(self._faults_injected)
+
+    def reset_counters(self):
+        with self._lock:
+            self._requests = 0
+            self._by_method = collections.Counter()
+            self._faults_injected = collections.Counter()
+
+    # Serving
+
+    def _spawn(self, target, name, *args):
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
+        thread.start()
+
+    def _accept_loop(self):
+        with self._listener:
+            while not self._stopping.is_set():
+                try:
+                    sock, (_, client_port) = self._listener.accept()
+                except socket.timeout:
+                    continue
+                sock.settimeout(None)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._spawn(self._serve, f"faultproxy:{self.port}:client-{client_port}", sock)
+
+    def _open(self, sock):
+        conn = Conn(sock, self._stopping)
+        with self._lock:
+            self._conns.add(conn)
+        if self._stopping.is_set():  # stop() may have missed it
+            conn.shutdown()
+        return conn
+
+    def _close(self, conn):
+        if conn:
+            with self._lock:
+                self._conns.discard(conn)
+            conn.close()
+
+    def _connect_upstream(self):
+        sock = socket.create_connection(self.target, timeout=_CONNECT_TIMEOUT)
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return self._open(sock)
+
+    def _decide(self, method):
+        """Count the request and draw the faults it meets."""
+        with self._lock:
+            self._requests += 1
+            self._by_method[method] += 1
+            # Always three draws, so later requests meet the same faults whatever is set.
+            reset_draw, fail_draw, delay_draw = (self._random.random() for _ in range(3))
+            if self._blackhole:
+                decision = Decision(blackhole=True)
+                kind = BLACKHOLE
+            elif self._reset and self._reset.hits(method, reset_draw):
+                decision, kind = Decision(reset=True), RESET
+            elif self._fail and self._fail.hits(method, fail_draw):
+                decision, kind = Decision(fail=self._fail), FAIL
+            elif self._delay and self._delay.hits(method, delay_draw):
+                decision, kind = Decision(delay=self._delay.seconds), DELAY
+            else:
+                decision, kind = Decision(), None
+            if kind:
+                self._faults_injected[kind] += 1
+            return decision
+
+    def _serve(self, sock):
+        """Serve one client connection, request after request, until either side closes."""
+        client, upstream = self._open(sock), None
+        try:
+            while (request := client.read_head()) is not None:
+                decision = self._decide(request.start[0])
+                if decision.blackhole:
+                    while client.fill():  # swallow everything until the client gives up
+                        client.buf.clear()
+                    return
+                if decision.reset:
+                    with self._lock:
+                        self._conns.discard(client)
+                    client.reset()
+                    return
+                if decision.fail:
+                    keep_alive = self._answer_error(client, request, decision.fail)
+                else:
+                    upstream, keep_alive = self._forward(client, upstream, request, decision.delay)
+                if not keep_alive:
+                    return
+        except (_Stopped, OSError, ValueError):
+            pass  # a peer hung up, sent something unparsable, or the proxy is stopping
+        finally:
+            self._close(client)
+            self._close(upstream)
+
+    def _answer_error(self, client, request, rule):
+        """Drop the request body and answer with an S3-style XML error; True to keep the connection."""
+        body_framing = request_body(request)
+        if expects_continue(request) and body_framing:
+            # botocore waits up to 1 s for this before sending the body anyway.
+            client.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        relay_body(client, None, body_framing)
+        with self._lock:
+            request_id = f"FAULTPROXY{self._requests:08d}"
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{rule.code}</Code>"
+            f"<Message>Fault injected by FaultProxy: {rule.status} {rule.code}</Message>"
+            f"<RequestId>{request_id}</RequestId></Error>"
+        ).encode()
+        keep_alive = request.keeps_alive()
+        try:
+            reason = http.HTTPStatus(rule.status).phrase
+        except ValueError:
+            reason = "Injected Fault"
+        head = (
+            f"HTTP/1.1 {rule.status} {reason}\r\n"
+            "Content-Type: application/xml\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            f"x-amz-request-id: {request_id}\r\n"
+            f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
+        ).encode()
+        client.send(head + body)
+        return keep_alive
+
+    def _forward(self, client, upstream, request, delay):
+        """Pass one request upstream and its response back; returns (upstream, keep_alive)."""
+        if upstream and upstream.has_input():
+            # Between responses an upstream connection has nothing to say: this is its EOF.
+            self._close(upstream)
+            upstream = None
+        if upstream is None:
+            try:
+                upstream = self._connect_upstream()
+            except OSError:
+                client.send(
+                    b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                return None, False
+        method = request.start[0]
+        body_framing = request_body(request)
+        upstream.send(request.raw)
+        if body_framing and expects_continue(request):
+            # The client may wait for a 100 Continue (botocore does, for up to 1 s) or send
+            # its body at once (http.client). Follow whichever happens first.
+            if first_with_input(client, upstream, self._stopping) is upstream:
+                response = upstream.read_head()
+                if response is None:
+                    raise _Stopped("upstream closed before answering")
+                if int(response.start[1]) != 100:
+                    # A final answer before the body: the client may or may not send the body
+                    # now, so nobody knows where the next request would begin. Close after it.
+                    self._relay_response(upstream, client, method, response, delay)
+                    self._close(upstream)
+                    return None, False
+                client.send(response.raw)
+        relay_body(client, upstream, body_framing)
+        while True:
+            response = upstream.read_head()
+            if response is None:
+                raise _Stopped("upstream closed before answering")
+            if int(response.start[1]) >= 200:
+                break
+            client.send(response.raw)  # an interim 1xx (100 Continue): no body, a final one follows
+        framing = self._relay_response(upstream, client, method, response, delay)
+        if framing == UNTIL_EOF or not response.keeps_alive():
+            self._close(upstream)
+            return None, False
+        return upstream, request.keeps_alive()
+
+    def _relay_response(self, upstream, client, method, response, delay):
+        if delay and self._stopping.wait(delay):
+            raise _Stopped("proxy stopping")
+        framing = response_body(method, response)
+        client.send(response.raw)
+        relay_body(upstream, client, framing)
+        return framing

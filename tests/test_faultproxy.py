@@ -1,0 +1,441 @@
+"""Tests of tests/faultproxy.py, through it, against a small standard-library HTTP server.
+
+The last section (skipped without .venv/bin/weed) runs boto3 through the proxy
+against the session's SeaweedFS, the way the functional tests use it.
+"""
+
+import contextlib
+import hashlib
+import http.client
+import io
+import os
+import pathlib
+import socket
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import NamedTuple
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from faultproxy import FaultProxy  # noqa: E402
+
+
+# The target: a tiny HTTP/1.1 server that records what reaches it
+
+
+class Seen(NamedTuple):
+    method: str
+    path: str
+    headers: dict  # lower-case name -> value
+    client_port: int  # tells the proxy's upstream connections apart
+
+
+def pattern(n):
+    return (b"0123456789abcdef" * (n // 16 + 1))[:n]
+
+
+class TargetHandler(BaseHTTPRequestHandler):
+    """GET /bytes/N, /chunked, /close, /empty, /then-close; HEAD /bytes/N;
+    PUT echoes length and sha256 (PUT /refuse with Expect: 100-continue refuses the body)."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, and a 100 Continue for Expect: 100-continue
+    disable_nagle_algorithm = True  # head and body go out in separate writes
+
+    def log_message(self, *args):
+        pass
+
+    def _record(self):
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.server.seen.append(Seen(self.command, self.path, headers, self.client_address[1]))
+
+    def _send(self, status, body, **headers):
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        if body is not None:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body and self.command != "HEAD":
+            self.wfile.write(body)
+
+    def handle_expect_100(self):
+        if self.path == "/refuse":  # a final answer before the body, which servers may give
+            self._record()
+            self._send(403, b"denied", Connection="close")
+            return False
+        return super().handle_expect_100()
+
+    def do_GET(self):
+        self._record()
+        if self.path.startswith("/bytes/"):
+            self._send(200, pattern(int(self.path.split("/")[2])))
+        elif self.path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for piece in (b"first,", b"second,", pattern(70000)):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\nX-Trailer: yes\r\n\r\n")
+        elif self.path == "/close":  # body delimited by closing the connection
+            self._send(200, None, Connection="close")
+            self.wfile.write(pattern(100_000))
+        elif self.path == "/empty":
+            self._send(204, None)
+        elif self.path == "/then-close":  # says nothing, but closes after the response
+            self._send(200, b"bye")
+            self.close_connection = True
+        else:
+            self._send(404, b"no such path")
+
+    def do_HEAD(self):
+        self._record()
+        self._send(200, pattern(int(self.path.split("/")[2])))
+
+    def do_PUT(self):
+        self._record()
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self._send(200, f"{len(body)} {hashlib.sha256(body).hexdigest()}".encode())
+
+
+@pytest.fixture
+def target():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), TargetHandler)
+    server.daemon_threads = True
+    server.seen = []
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def proxy(target):
+    with FaultProxy(target.server_address[1], seed=1) as proxy:
+        yield proxy
+
+
+def connect(proxy, timeout=5):
+    return http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=timeout)
+
+
+@pytest.fixture
+def conn(proxy):
+    """A keep-alive client connection through the proxy."""
+    with contextlib.closing(connect(proxy)) as conn:
+        yield conn
+
+
+def get(conn, path, method="GET", body=None, headers=None):
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def read_response(stream):
+    """Read one response (status, headers, body) by hand from a socket's makefile("rb")."""
+    status = int(stream.readline().split()[1])
+    headers = {}
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = stream.read(int(headers.get("content-length", 0))) if status >= 200 else b""
+    return status, headers, body
+
+
+def proxy_threads(proxy):
+    return [t for t in threading.enumerate() if t.name.startswith(f"faultproxy:{proxy.port}:")]
+
+
+# Passing traffic through unchanged
+
+
+def test_several_requests_share_one_keep_alive_connection(proxy, target, conn):
+    for n in (0, 1, 1000, 200_000, 5):
+        assert get(conn, f"/bytes/{n}") == (200, pattern(n))
+    assert len({seen.client_port for seen in target.seen}) == 1
+    assert proxy.requests == 5 and proxy.by_method == {"GET": 5}
+
+
+def test_put_3mb_with_expect_100_continue_from_http_client(proxy, target, conn):
+    # http.client does not wait for the 100 Continue: it sends the body at once and
+    # skips the interim 100 that the target sends back.
+    body = os.urandom(3 * 1024 * 1024)
+    headers = {"Expect": "100-continue", "Host": "bucket.example:9000"}
+    status, answer = get(conn, "/key", "PUT", body, headers)
+    assert (status, answer) == (200, f"{len(body)} {hashlib.sha256(body).hexdigest()}".encode())
+    assert get(conn, "/bytes/10") == (200, pattern(10))  # the connection is still in step
+    assert target.seen[0].headers["host"] == "bucket.example:9000"  # not rewritten
+    assert target.seen[0].headers["expect"] == "100-continue"
+
+
+def test_expect_100_continue_is_passed_on_before_the_body_is_sent(proxy, target):
+    # What botocore does: send the head, wait (up to 1 s) for 100 Continue, then the body.
+    body = os.urandom(1_500_000)
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        stream = sock.makefile("rb")
+        sock.sendall(
+            b"PUT /key HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        assert read_response(stream)[0] == 100  # a timeout here means the 100 was held back
+        sock.sendall(body)
+        status, _, answer = read_response(stream)
+        assert (status, answer) == (200, f"{len(body)} {hashlib.sha256(body).hexdigest()}".encode())
+
+
+def test_final_answer_instead_of_100_continue_is_passed_on_then_closed(proxy, target):
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        stream = sock.makefile("rb")
+        sock.sendall(
+            b"PUT /refuse HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 100000\r\n\r\n"
+        )
+        status, _, answer = read_response(stream)
+        assert (status, answer) == (403, b"denied")
+        assert stream.read() == b""  # closed: whether a body would follow is anyone's guess
+
+
+def test_head_response_has_length_but_no_body(proxy, conn):
+    conn.request("HEAD", "/bytes/1000")
+    response = conn.getresponse()
+    assert response.getheader("Content-Length") == "1000" and response.read() == b""
+    assert get(conn, "/bytes/3") == (200, pattern(3))  # the HEAD did not eat this response
+
+
+def test_chunked_204_and_close_delimited_responses(proxy, target, conn):
+    assert get(conn, "/chunked") == (200, b"first,second," + pattern(70000))
+    assert get(conn, "/empty") == (204, b"")
+    assert get(conn, "/close") == (200, pattern(100_000))
+    assert get(conn, "/bytes/7") == (200, pattern(7))  # http.client reconnects after the close
+    assert proxy.requests == 4
+
+
+def test_upstream_closed_by_target_is_reopened(proxy, target, conn):
+    assert get(conn, "/then-close") == (200, b"bye")
+    time.sleep(0.2)  # let the target's FIN arrive
+    assert get(conn, "/bytes/4") == (200, pattern(4))
+    assert len({seen.client_port for seen in target.seen}) == 2
+
+
+def test_unreachable_target_gives_502():
+    with socket.socket() as probe:  # a port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with FaultProxy(port) as proxy, contextlib.closing(connect(proxy)) as conn:
+        assert get(conn, "/")[0] == 502
+
+
+def test_only_loopback_targets_are_accepted():
+    with pytest.raises(ValueError):
+        FaultProxy(80, target_host="192.0.2.1")
+
+
+# Faults
+
+
+def test_fail_fraction_1_answers_s3_xml_error_without_forwarding(proxy, target, conn):
+    proxy.fail_fraction(1.0)
+    conn.request("PUT", "/key", body=b"x" * 5000)
+    response = conn.getresponse()
+    body = response.read()
+    assert response.status == 503
+    assert body.startswith(b"<?xml") and b"<Error><Code>SlowDown</Code><Message>" in body
+    assert int(response.getheader("Content-Length")) == len(body)
+    assert response.getheader("Connection") == "keep-alive"
+    assert target.seen == []
+    proxy.clear()
+    assert get(conn, "/bytes/5") == (200, pattern(5))  # the dropped body left the connection in step
+    assert proxy.faults_injected == {"fail": 1}
+
+
+def test_fail_with_expect_sends_100_then_the_error_after_the_body(proxy, target):
+    proxy.fail_fraction(1.0, status=500, code="InternalError")
+    body = b"y" * 2_000_000
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        stream = sock.makefile("rb")
+        sock.sendall(
+            b"PUT /key HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        assert read_response(stream)[0] == 100
+        sock.sendall(body)
+        status, _, answer = read_response(stream)
+        assert status == 500 and b"<Code>InternalError</Code>" in answer
+        proxy.clear()
+        sock.sendall(b"GET /bytes/2 HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert read_response(stream)[::2] == (200, pattern(2))
+    assert [seen.method for seen in target.seen] == ["GET"]
+
+
+def test_fail_only_chosen_methods(proxy, target, conn):
+    proxy.fail_fraction(1.0, methods=["put"])
+    assert get(conn, "/bytes/1") == (200, pattern(1))
+    assert get(conn, "/key", "PUT", b"abc")[0] == 503
+    assert [seen.method for seen in target.seen] == ["GET"]
+
+
+def fail_pattern(proxy, n):
+    """Which of n requests on one connection were answered with the injected 503."""
+    with contextlib.closing(connect(proxy)) as conn:
+        return [get(conn, "/bytes/1")[0] == 503 for _ in range(n)]
+
+
+def test_fail_fraction_half_fails_about_half(proxy, target):
+    proxy.fail_fraction(0.5)
+    failed = sum(fail_pattern(proxy, 200))
+    assert 60 <= failed <= 140
+    assert proxy.faults_injected["fail"] == failed
+    assert len(target.seen) == 200 - failed
+
+
+def test_same_seed_same_faults(target):
+    patterns = []
+    for seed in (7, 7, 8):
+        with FaultProxy(target.server_address[1], seed=seed) as proxy:
+            proxy.fail_fraction(0.5)
+            patterns.append(fail_pattern(proxy, 40))
+    assert patterns[0] == patterns[1] != patterns[2]
+
+
+def test_reset_closes_with_rst(proxy, target, conn):
+    proxy.reset_fraction(1.0)
+    with pytest.raises(ConnectionResetError):  # http.client.RemoteDisconnected is one too
+        get(conn, "/bytes/1")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(b"GET /bytes/1 HTTP/1.1\r\nHost: h\r\n\r\n")
+        with pytest.raises(ConnectionResetError):  # a FIN would read as b"" instead
+            sock.recv(100)
+    assert target.seen == []
+    assert proxy.faults_injected == {"reset": 2}
+
+
+def test_blackhole_times_out_the_client_and_stop_still_ends_promptly(target):
+    proxy = FaultProxy(target.server_address[1]).start()
+    idle = connect(proxy)
+    assert get(idle, "/bytes/1")[0] == 200  # an idle keep-alive connection stays open too
+    proxy.blackhole()
+    started = time.monotonic()
+    with pytest.raises(TimeoutError), contextlib.closing(connect(proxy, timeout=1)) as waiting:
+        get(waiting, "/bytes/1")
+    assert 0.9 < time.monotonic() - started < 3
+    assert proxy.faults_injected == {"blackhole": 1} and len(target.seen) == 1
+    started = time.monotonic()
+    proxy.stop()
+    assert time.monotonic() - started < 1
+    assert proxy_threads(proxy) == []
+    with pytest.raises((ConnectionError, http.client.HTTPException)):
+        get(idle, "/bytes/1")
+    idle.close()
+
+
+def test_delay_then_clear(proxy, conn):
+    proxy.delay(0.4)
+    started = time.monotonic()
+    assert get(conn, "/bytes/1") == (200, pattern(1))
+    assert time.monotonic() - started >= 0.4
+    proxy.clear()
+    started = time.monotonic()
+    assert get(conn, "/bytes/1") == (200, pattern(1))
+    assert time.monotonic() - started < 0.3
+    assert proxy.faults_injected == {"delay": 1}
+
+
+def test_counters_count_and_reset(proxy, conn):
+    get(conn, "/bytes/1")
+    get(conn, "/bytes/1", "HEAD")
+    get(conn, "/key", "PUT", b"abc")
+    proxy.fail_fraction(1.0)
+    get(conn, "/key", "PUT", b"abc")
+    assert proxy.requests == 4
+    assert proxy.by_method == {"GET": 1, "HEAD": 1, "PUT": 2}
+    assert proxy.faults_injected == {"fail": 1}
+    proxy.reset_counters()
+    assert (proxy.requests, proxy.by_method, proxy.faults_injected) == (0, {}, {})
+
+
+# SeaweedFS + boto3 through the proxy: the shared `s3server` and `bucket` fixtures
+# (tests/conftest.py) start one `weed mini` per session and mark these tests `server`.
+
+WEED = pathlib.Path(sys.executable).parent / "weed"
+needs_weed = pytest.mark.skipif(not WEED.exists(), reason=f"SeaweedFS test: needs {WEED}")
+
+
+def s3_client(endpoint):
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        s3={"addressing_style": "path"},
+        retries={"mode": "standard", "max_attempts": 10},  # 10 retries: 11 attempts
+        connect_timeout=2,
+        read_timeout=5,
+    )
+    return boto3.session.Session().client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", config=config,
+        aws_access_key_id="test", aws_secret_access_key="test",
+    )  # fmt: skip
+
+
+@needs_weed
+def test_seaweedfs_boto3_through_proxy(s3server, bucket):
+    with FaultProxy(s3server.port) as proxy:
+        s3 = s3_client(proxy.url)
+        s3.put_object(Bucket=bucket, Key="plain", Body=b"hello")
+        big = os.urandom(2 * 1024 * 1024)
+        s3.put_object(Bucket=bucket, Key="file-like", Body=io.BytesIO(big))
+        assert s3.get_object(Bucket=bucket, Key="plain")["Body"].read() == b"hello"
+        assert s3.get_object(Bucket=bucket, Key="file-like")["Body"].read() == big
+        assert s3.head_object(Bucket=bucket, Key="file-like")["ContentLength"] == len(big)
+
+        parts = [os.urandom(5 * 1024 * 1024), os.urandom(5 * 1024 * 1024)]
+        upload = s3.create_multipart_upload(Bucket=bucket, Key="multi")
+        etags = [
+            s3.upload_part(
+                Bucket=bucket, Key="multi", UploadId=upload["UploadId"], PartNumber=n,
+                Body=io.BytesIO(part),
+            )["ETag"]
+            for n, part in enumerate(parts, 1)
+        ]  # fmt: skip
+        done = s3.complete_multipart_upload(
+            Bucket=bucket, Key="multi", UploadId=upload["UploadId"],
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]},
+        )  # fmt: skip
+        assert done["ETag"].strip('"').endswith("-2")
+        assert s3.get_object(Bucket=bucket, Key="multi")["Body"].read() == b"".join(parts)
+
+        listed = s3.list_objects_v2(Bucket=bucket)
+        assert sorted(o["Key"] for o in listed["Contents"]) == ["file-like", "multi", "plain"]
+        assert proxy.faults_injected == {}
+        assert proxy.by_method == {"PUT": 4, "POST": 2, "GET": 4, "HEAD": 1}
+
+
+@needs_weed
+def test_seaweedfs_boto3_retries_get_puts_through_faults(s3server, bucket):
+    with FaultProxy(s3server.port, seed=3) as proxy:
+        s3 = s3_client(proxy.url)
+        proxy.fail_fraction(0.3, methods=["PUT"])
+        keys = [f"retried/{i:02d}" for i in range(20)]
+        with ThreadPoolExecutor(10) as pool:  # in parallel: SlowDown backoff is 0-1 s, then 0-2 s...
+            list(pool.map(lambda key: s3.put_object(Bucket=bucket, Key=key, Body=key.encode()), keys))
+        failed = proxy.faults_injected["fail"]
+        assert failed > 0
+        assert proxy.by_method["PUT"] == 20 + failed  # each failure cost one more attempt
+
+        proxy.clear()
+        proxy.reset_fraction(0.3, methods=["PUT"])
+        more = [f"reset/{i:02d}" for i in range(10)]
+        with ThreadPoolExecutor(10) as pool:
+            list(pool.map(lambda key: s3.put_object(Bucket=bucket, Key=key, Body=key.encode()), more))
+        assert proxy.faults_injected["reset"] > 0
+
+        proxy.clear()
+        listed = s3.list_objects_v2(Bucket=bucket)
+        assert sorted(o["Key"] for o in listed["Contents"]) == sorted(keys + more)
+        for key in keys + more:  # what the target stored is what was sent
+            assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == key.encode()
