@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="retries of a failed request, with exponential backoff (default 6)")
     run.add_argument("--timeout", type=float, default=60.0,
                      help="seconds before a silent connection is abandoned (default 60)")
+    run.add_argument("--no-fast-put", action="store_true",
+                     help="send every request through boto3's full client (slower for small "
+                     "files; the fast path is a lean first attempt, see README)")
     run.add_argument("--max-rate", type=float, metavar="N",
                      help="at most N requests per second in all")
     run.add_argument("--state", metavar="FILE",
@@ -173,6 +176,8 @@ def make_config(args: argparse.Namespace, environ=None, cwd: Optional[str] = Non
     bucket = args.bucket or lookup(environ, dotenv, "S3PPUT_BUCKET", "SPACES_BUCKET") or ""
     endpoint_url = endpoint_with_scheme(
         args.endpoint_url or lookup(environ, dotenv, "AWS_ENDPOINT_URL", "SPACES_ENDPOINT"))
+    # SPACES_* keys are used unless a profile or AWS_* keys say otherwise.
+    spaces_keys = not args.profile and not environ.get("AWS_ACCESS_KEY_ID")
     cfg = Config(
         sources=tuple(args.sources),
         bucket=bucket,
@@ -181,10 +186,8 @@ def make_config(args: argparse.Namespace, environ=None, cwd: Optional[str] = Non
         region=args.region or lookup(environ, dotenv, "AWS_REGION", "AWS_DEFAULT_REGION",
                                      "SPACES_REGION"),
         profile=args.profile,
-        access_key=None if args.profile else lookup({}, dotenv, "SPACES_ACCESS_KEY")
-        if not environ.get("AWS_ACCESS_KEY_ID") else None,
-        secret_key=None if args.profile else lookup({}, dotenv, "SPACES_SECRET_KEY")
-        if not environ.get("AWS_ACCESS_KEY_ID") else None,
+        access_key=lookup(environ, dotenv, "SPACES_ACCESS_KEY") if spaces_keys else None,
+        secret_key=lookup(environ, dotenv, "SPACES_SECRET_KEY") if spaces_keys else None,
         verify_ssl=not args.no_verify_ssl,
         checksums=args.checksums,
         put="stupid" if args.no_skip_existing else args.put,
@@ -204,6 +207,7 @@ def make_config(args: argparse.Namespace, environ=None, cwd: Optional[str] = Non
         multipart_threshold=args.multipart_threshold * MiB,
         part_size=args.part_size * MiB,
         retries=args.retries,
+        fast_put=not args.no_fast_put,
         timeout=args.timeout,
         max_rate=args.max_rate,
         follow_symlinks=args.follow_symlinks,

@@ -20,6 +20,18 @@ GZIP_LEVEL = 6
 
 _magic = None
 
+# What a file whose name ends in a compression suffix holds: the compressed stream, not
+# the inner type mimetypes also reports ("notes.txt.gz" is gzip data, not text/plain).
+# Naming it by the inner type would make --gzip compress it twice and clients show
+# compressed bytes as text.
+COMPRESSED_TYPES = {
+    "gzip": "application/gzip",
+    "bzip2": "application/x-bzip2",
+    "xz": "application/x-xz",
+    "compress": "application/x-compress",
+    "br": "application/x-brotli",
+}
+
 
 def _magic_type(head: bytes) -> Optional[str]:
     global _magic
@@ -39,7 +51,9 @@ def content_type(name: str, head: bytes, mode: str) -> str:
     """
     if mode not in ("guess", "magic"):
         return mode
-    guessed, _ = mimetypes.guess_type(name, strict=False)
+    guessed, encoding = mimetypes.guess_type(name, strict=False)
+    if encoding:
+        return COMPRESSED_TYPES.get(encoding, DEFAULT_TYPE)
     if guessed:
         return guessed
     if mode == "magic" and head:

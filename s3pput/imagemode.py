@@ -197,4 +197,4 @@ class ImageWalker:
             return None
         folder = join_key(self.prefix, [*reldir, ORIGINAL_FOLDER]) + "/"
         return {item.key[len(folder):]: item
-                for item in self.store.list_sorted(folder, delimiter="/")}
+                for item in self.store.list_objects(folder, delimiter="/")}

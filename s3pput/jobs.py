@@ -39,7 +39,8 @@ class JournalEntry(NamedTuple):
 
 
 # Job.remote is a RemoteObject, None (the key is absent: we listed it) or UNLISTED
-# (nobody listed it: the putter asks the store with a HEAD request).
+# (nobody listed it: the putter asks the store with a HEAD request). Compare with ==
+# (or isinstance str), never with "is": jobs are pickled between processes.
 UNLISTED = "unlisted"
 
 

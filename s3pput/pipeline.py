@@ -25,6 +25,7 @@ import os
 import queue
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -37,7 +38,7 @@ from .reports import open_reports, preview_mime
 from .jobs import (FAILED, STOP, Fatal, Finish, Job, Note, Result, Results, Walked,
                    WalkerDone)
 from .stats import Log, Progress, Stats, human_summary, json_summary
-from .store import DryRunStore, Store, make_client
+from .store import DryRunStore, FastLane, Store, make_client
 from .transfer import Transfer, UploadSlots
 
 BATCH_JOBS = 64  # jobs per put_queue message (fewer, larger messages cost less CPU)
@@ -64,9 +65,13 @@ def _worker_setup() -> None:
     _die_with_parent()
 
 
-def _make_store(cfg: Config, pool_size: int) -> Store:
+def _make_store(cfg: Config, pool_size: int, *, fast: bool = False) -> Store:
     client = make_client(cfg, pool_size=pool_size)
-    return DryRunStore(client, cfg.bucket) if cfg.dry_run else Store(client, cfg.bucket)
+    if cfg.dry_run:
+        return DryRunStore(client, cfg.bucket)
+    lane = FastLane(client, cfg.bucket, cfg.timeout, cfg.verify_ssl) \
+        if fast and FastLane.usable(cfg) else None
+    return Store(client, cfg.bucket, lane)
 
 
 def _put_until_stopped(q, item, stop) -> bool:
@@ -159,7 +164,7 @@ def walker_main(cfg: Config, can_list: bool, spool_dir: str, put_queue, stat_que
 
 def putter_main(cfg: Config, put_queue, stat_queue, stop, slots_value) -> None:
     _worker_setup()
-    store = _make_store(cfg, cfg.inflight + 2)
+    store = _make_store(cfg, cfg.inflight + 2, fast=True)
     transfer = Transfer(cfg, store, UploadSlots(slots_value), stop)
     local: "queue.Queue[Optional[Job]]" = queue.Queue(maxsize=cfg.inflight)
     pending: List[Result] = []
@@ -250,6 +255,9 @@ def _drain(local: "queue.Queue") -> None:
 
 def statter_main(cfg: Config, stat_queue, reply) -> None:
     _worker_setup()
+    # Paths that are not valid UTF-8 (surrogate-escaped) must print, not kill the statter.
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(errors="backslashreplace")
     log = Log(verbose=cfg.verbose, quiet=cfg.quiet, json_mode=cfg.json, log_file=cfg.log_file)
     stats = Stats(cfg.dry_run)
     progress = Progress(log, cfg.progress and not cfg.quiet and not cfg.json, cfg.dry_run)
@@ -414,7 +422,11 @@ def run(cfg: Config) -> Dict:
                 process.join()
         shutil.rmtree(spool_dir, ignore_errors=True)
     stat_queue.put(Finish(interrupted, tuple(dead)))
-    summary = reply_recv.recv() if reply_recv.poll(30) else None
+    summary = None
+    while statter.is_alive() or reply_recv.poll():
+        if reply_recv.poll(0.2):
+            summary = reply_recv.recv()
+            break
     statter.join(5)
     if statter.is_alive():
         statter.kill()

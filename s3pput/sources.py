@@ -3,8 +3,8 @@
 The walk streams: it never holds more than one directory's names. Directory trees are
 walked in **key order** (the UTF-8 byte order S3 lists keys in): a directory's entries are
 sorted with ``/`` appended to subdirectory names, so everything under ``a/`` comes after
-the file ``a-b`` and before the file ``a0``, exactly as the keys sort. That lets the walker
-merge the walk with one streamed listing of the destination instead of asking per key.
+the file ``a-b`` and before the file ``a0``, exactly as the keys sort. A listing of the
+destination in S3's order then arrives in the order the walk asks for it.
 
 Every entry the walk yields is a file to consider (``problem`` None), or a file that is
 skipped or failed already (``problem`` says why): special files, unfollowed symlinks,
@@ -223,14 +223,35 @@ def walk_archive(path: str, spool_dir: str) -> Iterator[Entry]:
 
 
 class _Window(io.RawIOBase):
-    """SIZE bytes of an open file from its current position (a tar member)."""
+    """SIZE bytes of an open file from its current position (a tar member).
+
+    Seekable within the member (position 0 is the member's first byte): a multipart
+    upload reads its content more than once (digest, then parts)."""
 
     def __init__(self, handle: BinaryIO, size: int):
         self.handle = handle
+        self.start = handle.tell()
+        self.size = size
         self.left = size
 
     def readable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.size - self.left
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.tell(), io.SEEK_END: self.size}[whence]
+        position = base + offset
+        if position < 0:
+            raise ValueError(f"negative seek position {position}")
+        position = min(position, self.size)
+        self.handle.seek(self.start + position)
+        self.left = self.size - position
+        return position
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0 or size > self.left:

@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import ipaddress
+import os
+import ssl
 import threading
+import time
 from typing import Callable, Dict, Iterable, Iterator, List, Optional
-from urllib.parse import urlparse
+from urllib.parse import quote, urlsplit, urlparse
 
 import boto3
+import botocore.auth
+import botocore.awsrequest
 import botocore.config
 import botocore.exceptions
+import botocore.httpsession
 
 from .config import Config
 from .errors import ConfigError, FileError, S3pputError, TransientError
@@ -134,12 +141,145 @@ def md5_b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
+# PutObject parameters the fast lane can send as plain headers.
+FAST_HEADERS = {
+    "ContentType": "Content-Type",
+    "ContentEncoding": "Content-Encoding",
+    "CacheControl": "Cache-Control",
+    "ContentDisposition": "Content-Disposition",
+    "ContentLanguage": "Content-Language",
+    "ACL": "x-amz-acl",
+    "ServerSideEncryption": "x-amz-server-side-encryption",
+    "StorageClass": "x-amz-storage-class",
+    "Tagging": "x-amz-tagging",
+    "WebsiteRedirectLocation": "x-amz-website-redirect-location",
+}
+THROTTLE_STATUSES = (429, 503)
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                   "all_proxy")
+
+
+class FastLane:
+    """A lean first attempt for single-part PutObject, using the client's own credentials,
+    region, endpoint, addressing and botocore's SigV4 signer, over one keep-alive
+    connection per thread.
+
+    Why: for small files the botocore request pipeline (events, endpoint rules, user
+    agent, parsing) costs about 1 ms of CPU per PUT, four times the request itself; that
+    is what limits small-file throughput. The fast lane costs about 0.3 ms.
+
+    Promise: it either stores the object and returns its ETag, or returns None and the
+    caller sends the request through the full boto3 client, with its retries, error
+    parsing and adaptive rate limiting. Any surprise (an error status, a reset, a
+    timeout) returns None; a throttling answer also closes the lane for a while, so
+    that throttled traffic is paced by boto3's adaptive retry mode.
+    """
+
+    PAUSE_AFTER_THROTTLE = 10.0
+
+    def __init__(self, client, bucket: str, timeout: float, verify_ssl: bool):
+        self.client = client
+        url = client.generate_presigned_url("put_object",
+                                            Params={"Bucket": bucket, "Key": "K"})
+        parts = urlsplit(url)
+        self.scheme, self.netloc = parts.scheme, parts.netloc
+        self.host, self.port = parts.hostname, parts.port
+        self.path_prefix = parts.path[:-1]  # everything before the key
+        self.region = client.meta.region_name or "us-east-1"
+        self.timeout = timeout
+        self.ssl_context = None
+        if self.scheme == "https":
+            self.ssl_context = ssl.create_default_context(
+                cafile=botocore.httpsession.get_cert_path(True))
+            if not verify_ssl:
+                self.ssl_context.check_hostname = False
+                self.ssl_context.verify_mode = ssl.CERT_NONE
+        self.local = threading.local()
+        self.closed_until = 0.0
+
+    @staticmethod
+    def usable(cfg: Config) -> bool:
+        """The lane skips botocore's proxy support, so it stays off when a proxy is set."""
+        return cfg.fast_put and not any(os.environ.get(name) for name in PROXY_VARIABLES)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            if self.scheme == "https":
+                conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
+                                                   context=self.ssl_context)
+            else:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            self.local.conn = conn
+        if conn.sock is None:
+            conn.connect()
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self.local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self.local.conn = None
+
+    def put(self, key: str, data: bytes, md5: bytes, params: Dict) -> Optional[str]:
+        """Put DATA under KEY; return the ETag, or None to say "use the full client"."""
+        if time.monotonic() < self.closed_until:
+            return None
+        headers = {"Content-MD5": md5_b64(md5)}
+        for name, value in params.items():
+            if name == "Metadata":
+                headers.update({f"x-amz-meta-{k}": v for k, v in value.items()})
+            elif name in FAST_HEADERS:
+                headers[FAST_HEADERS[name]] = value
+            else:
+                return None  # e.g. Expires: let botocore format it
+        if not all(isinstance(v, str) and v.isascii() for v in headers.values()):
+            return None
+        path = self.path_prefix + quote(key, safe="/~")
+        request = botocore.awsrequest.AWSRequest(
+            method="PUT", url=f"{self.scheme}://{self.netloc}{path}", data=data,
+            headers=headers)
+        request.context["client_config"] = self.client.meta.config  # unsigned payload
+        credentials = self.client._request_signer._credentials
+        if credentials is None:
+            return None
+        botocore.auth.S3SigV4Auth(credentials.get_frozen_credentials(), "s3",
+                                  self.region).add_auth(request)
+        head = [f"PUT {path} HTTP/1.1", f"Host: {self.netloc}",
+                f"Content-Length: {len(data)}"]
+        head.extend(f"{name}: {value}" for name, value in request.headers.items())
+        message = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data
+        for attempt in (1, 2):
+            reused = getattr(self.local, "conn", None) is not None and \
+                self.local.conn.sock is not None
+            try:
+                conn = self._connection()
+                conn.sock.sendall(message)
+                response = http.client.HTTPResponse(conn.sock, method="PUT")
+                response.begin()
+                response.read()
+            except (OSError, http.client.HTTPException):
+                self._drop_connection()
+                if reused and attempt == 1:
+                    continue  # the server closed an idle keep-alive connection: once more
+                return None
+            if response.will_close:
+                self._drop_connection()
+            if response.status == 200:
+                return (response.getheader("ETag") or "").strip('"') or md5.hex()
+            if response.status in THROTTLE_STATUSES:
+                self.closed_until = time.monotonic() + self.PAUSE_AFTER_THROTTLE
+            return None
+        return None
+
+
 class Store:
     """The S3 store: the few operations s3pput needs, with errors translated."""
 
-    def __init__(self, client, bucket: str):
+    def __init__(self, client, bucket: str, fast_lane: Optional[FastLane] = None):
         self.client = client
         self.bucket = bucket
+        self.fast_lane = fast_lane
 
     def _fail(self, err: BaseException, op: str, key: str = "", path: str = ""):
         raise translate(err, op=op, bucket=self.bucket, key=key, path=path) from err
@@ -191,9 +331,10 @@ class Store:
             self._fail(err, "head", key)
         return RemoteObject(key, int(answer["ContentLength"]), answer["ETag"].strip('"'))
 
-    def list_sorted(self, prefix: str, delimiter: str = "",
+    def list_objects(self, prefix: str, delimiter: str = "",
                     on_page: Optional[Callable[[], None]] = None) -> Iterator[RemoteObject]:
-        """Stream the objects under PREFIX in key order, one page (1,000 keys) at a time."""
+        """Stream the objects under PREFIX, one page (1,000 keys) per request. S3 lists in
+        UTF-8 byte order; not every compatible store does, so callers assume no order."""
         token = None
         while True:
             request = {"Bucket": self.bucket, "Prefix": prefix}
@@ -227,6 +368,10 @@ class Store:
     def put(self, key: str, data: bytes, params: Dict, *, path: str = "") -> str:
         """Put DATA under KEY in one request; return the ETag. The store checks the MD5."""
         digest = hashlib.md5(data).digest()
+        if self.fast_lane is not None:
+            etag = self.fast_lane.put(key, data, digest, params)
+            if etag is not None:
+                return etag
         try:
             answer = self.client.put_object(Bucket=self.bucket, Key=key, Body=data,
                                             ContentMD5=md5_b64(digest), **params)

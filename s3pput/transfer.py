@@ -266,10 +266,10 @@ class Transfer:
         return Result(job.seq, job.display, job.key, FAILED, reason, size=job.size)
 
     def remote_of(self, job: Job):
-        if job.remote is UNLISTED and self.cfg.put != plan.STUPID:
+        if isinstance(job.remote, str) and self.cfg.put != plan.STUPID:
             self.rate.wait()
             return self.store.head(job.key)
-        return None if job.remote is UNLISTED else job.remote
+        return None if isinstance(job.remote, str) else job.remote
 
     def _run(self, job: Job) -> Result:
         cfg = self.cfg

@@ -2,14 +2,15 @@
 
 For each SOURCE it walks the files (``sources``), applies the include/exclude rules
 (``filters``), names the keys (``keys``), and attaches what the destination already holds:
-for a directory tree, from **one streamed listing** merged in key order with the walk
-(about one LIST request per 1,000 keys, memory bounded by one page); for named files and
-archive members, the putter asks with a HEAD request instead (``UNLISTED``).
+for a directory tree, from **one listing** of the destination prefix (one LIST request per
+1,000 keys, kept on disk: see ``ListingIndex``); for named files and archive members, the
+putter asks with a HEAD request instead (``UNLISTED``).
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 from typing import Callable, Iterator, Optional, Union
 
 from . import plan
@@ -22,26 +23,50 @@ from .sources import Entry, file_entry, is_archive, walk_archive, walk_tree
 from .store import Store
 
 
-class SortedListing:
-    """Answers "what does the store hold at KEY?" for keys asked in ascending order,
-    by advancing one listing stream. A key asked out of order gets ``UNLISTED`` (the
-    putter then asks the store itself), so a surprise in ordering costs a request, never
-    a wrong decision."""
+class ListingIndex:
+    """What the store holds under a prefix, from one listing read page by page (1,000
+    keys a request) into a temporary SQLite table, so memory stays bounded whatever the
+    number of keys.
 
-    def __init__(self, listing: Iterator[RemoteObject]):
+    Pages are fetched only when a lookup needs them: a key that is present is answered
+    as soon as its page has arrived; "absent" is answered only once the whole listing has
+    been read. No order is assumed: S3 lists in UTF-8 byte order, but some compatible
+    stores do not (SeaweedFS lists ``a/1`` before ``a.txt``), and a merge that trusted the
+    order would call present keys absent.
+    """
+
+    def __init__(self, listing: Iterator[RemoteObject], path: str):
         self.listing = listing
-        self.current: Optional[RemoteObject] = next(self.listing, None)
-        self.last_asked = ""
+        self.done = False
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=OFF")
+        self.db.execute("PRAGMA synchronous=OFF")
+        self.db.execute("CREATE TABLE IF NOT EXISTS remote (key TEXT PRIMARY KEY, size INTEGER,"
+                        " etag TEXT) WITHOUT ROWID")
 
-    def lookup(self, key: str):
-        if key < self.last_asked:
-            return UNLISTED
-        self.last_asked = key
-        while self.current is not None and self.current.key < key:
-            self.current = next(self.listing, None)
-        if self.current is not None and self.current.key == key:
-            return self.current
-        return None
+    def _fetch_page(self) -> None:
+        rows = []
+        for item in self.listing:
+            rows.append(item)
+            if len(rows) >= 1000:
+                break
+        else:
+            self.done = True
+        if rows:
+            self.db.executemany("INSERT OR REPLACE INTO remote VALUES (?, ?, ?)", rows)
+
+    def lookup(self, key: str) -> Optional[RemoteObject]:
+        while True:
+            row = self.db.execute("SELECT key, size, etag FROM remote WHERE key=?",
+                                  (key,)).fetchone()
+            if row is not None:
+                return RemoteObject(*row)
+            if self.done:
+                return None
+            self._fetch_page()
+
+    def close(self) -> None:
+        self.db.close()
 
 
 Output = Union[Job, Result]
@@ -61,14 +86,19 @@ class Walker:
         self.note = note
         self.prefix = normalize_prefix(cfg.prefix)
         self.seq = 0
+        self.index: Optional[ListingIndex] = None
 
     def needs_remote(self) -> bool:
         return self.cfg.put != plan.STUPID
 
-    def listing_for_tree(self) -> Optional[SortedListing]:
+    def listing_for_tree(self) -> Optional[ListingIndex]:
+        """The index of the destination prefix, made once per run (sources share it)."""
         if not (self.needs_remote() and self.can_list and self.store is not None):
             return None
-        return SortedListing(self.store.list_sorted(self.prefix + "/" if self.prefix else ""))
+        if self.index is None:
+            listing = self.store.list_objects(self.prefix + "/" if self.prefix else "")
+            self.index = ListingIndex(listing, os.path.join(self.spool_dir, "listing.sqlite"))
+        return self.index
 
     def jobs(self) -> Iterator[Output]:
         for source in self.cfg.sources:
@@ -89,7 +119,7 @@ class Walker:
         self.seq += 1
         return self.seq
 
-    def _emit(self, entry: Entry, listing: Optional[SortedListing]) -> Iterator[Output]:
+    def _emit(self, entry: Entry, listing: Optional[ListingIndex]) -> Iterator[Output]:
         relpath = "/".join(entry.parts)
         if entry.parts:
             why = excluded_by(self.cfg.rules, relpath)
