@@ -45,7 +45,8 @@ BATCH_JOBS = 64  # jobs per put_queue message (fewer, larger messages cost less 
 BATCH_BYTES = 8 * 1024 * 1024  # ... but never more bytes than one part in one batch
 BATCH_SECONDS = 0.05  # a partial batch waits at most this long
 RESULT_FLUSH_SECONDS = 0.1
-STOP_GRACE_SECONDS = 4.0  # after a stop, workers have this long before they are killed
+STOP_GRACE_SECONDS = 4.0
+STAT_QUEUE_MESSAGES = 512  # after a stop, workers have this long before they are killed
 
 
 def _die_with_parent() -> None:
@@ -66,12 +67,14 @@ def _worker_setup() -> None:
 
 
 def _make_store(cfg: Config, pool_size: int, *, fast: bool = False) -> Store:
-    client = make_client(cfg, pool_size=pool_size)
+    """A store whose client is made on first use, in the process that uses it."""
+    def factory():
+        return make_client(cfg, pool_size=pool_size)
+
     if cfg.dry_run:
-        return DryRunStore(client, cfg.bucket)
-    lane = FastLane(client, cfg.bucket, cfg.timeout, cfg.verify_ssl) \
-        if fast and FastLane.usable(cfg) else None
-    return Store(client, cfg.bucket, lane)
+        return DryRunStore(factory, cfg.bucket)
+    return Store(factory, cfg.bucket, fast=fast and FastLane.usable(cfg), timeout=cfg.timeout,
+                 verify_ssl=cfg.verify_ssl)
 
 
 def _put_until_stopped(q, item, stop) -> bool:
@@ -262,6 +265,9 @@ def statter_main(cfg: Config, stat_queue, reply) -> None:
     stats = Stats(cfg.dry_run)
     progress = Progress(log, cfg.progress and not cfg.quiet and not cfg.json, cfg.dry_run)
     outstanding: Dict[int, tuple] = {}
+    # A result can overtake its Walked note: they come from different processes, each
+    # with its own feeder thread. Such early results are remembered until the note comes.
+    early: set = set()
     journal = Journal(cfg.state_file, write=True) \
         if cfg.state_file and not cfg.dry_run else None
     mapping, preview = open_reports(cfg)
@@ -276,7 +282,8 @@ def statter_main(cfg: Config, stat_queue, reply) -> None:
             if journal is not None:
                 journal.record(message.results)
             for result in message.results:
-                outstanding.pop(result.seq, None)
+                if outstanding.pop(result.seq, None) is None:
+                    early.add(result.seq)
                 stats.count(result)
                 report(log, cfg, result)
                 if mapping is not None:
@@ -285,7 +292,10 @@ def statter_main(cfg: Config, stat_queue, reply) -> None:
                     preview.add(result, preview_type)
         elif isinstance(message, Walked):
             for seq, display, key, size in message.notes:
-                outstanding[seq] = (display, key, size)
+                if seq in early:
+                    early.discard(seq)
+                else:
+                    outstanding[seq] = (display, key, size)
             stats.walked += len(message.notes)
         elif isinstance(message, Note):
             getattr(log, message.level, log.warning)(message.text)
@@ -378,8 +388,7 @@ def preflight(cfg: Config) -> bool:
 
     Raises ``ConfigError`` with one message for the user when the run cannot work.
     """
-    store = Store(make_client(cfg), cfg.bucket)
-    return store.check_bucket()
+    return Store(lambda: make_client(cfg), cfg.bucket).check_bucket()
 
 
 def run(cfg: Config) -> Dict:
@@ -387,7 +396,9 @@ def run(cfg: Config) -> Dict:
     can_list = preflight(cfg)
     ctx = multiprocessing.get_context("fork")
     put_queue = ctx.Queue(maxsize=max(2, cfg.processes * 2))
-    stat_queue = ctx.Queue()
+    # Bounded too: if the statter falls behind, workers wait instead of buffering
+    # without limit (a million results must not pile up in memory).
+    stat_queue = ctx.Queue(maxsize=STAT_QUEUE_MESSAGES)
     stop = ctx.Event()
     slots = ctx.Value("q", cfg.limit) if cfg.limit is not None else None
     reply_recv, reply_send = ctx.Pipe(duplex=False)
@@ -406,7 +417,7 @@ def run(cfg: Config) -> Dict:
             statter.start()
             for process in workers:
                 process.start()
-            dead = _watch(walker, putters, stop)
+            dead = _watch(walker, putters, stop, statter)
             interrupted = interrupt.count > 0
     except KeyboardInterrupt:
         interrupted = True
@@ -436,7 +447,7 @@ def run(cfg: Config) -> Dict:
     return summary
 
 
-def _watch(walker, putters, stop) -> List[int]:
+def _watch(walker, putters, stop, statter) -> List[int]:
     """Wait for every worker to end; enforce the stop grace period; return the exit codes
     of putters that died."""
     stop_seen_at = None
@@ -453,6 +464,13 @@ def _watch(walker, putters, stop) -> List[int]:
             # Nobody is left to take jobs: stop the walker (its announced jobs are
             # reconciled as lost).
             walker.kill()
+        if not statter.is_alive():
+            # Without the statter nobody can count or report: stop everything.
+            for process in (walker, *putters):
+                if process.is_alive():
+                    process.kill()
+            raise FatalError(f"the statter process died (exit code {statter.exitcode}); "
+                             "the outcome is unknown")
         if stop.is_set():
             stop_seen_at = stop_seen_at or time.monotonic()
             if time.monotonic() - stop_seen_at > STOP_GRACE_SECONDS:

@@ -276,10 +276,33 @@ class FastLane:
 class Store:
     """The S3 store: the few operations s3pput needs, with errors translated."""
 
-    def __init__(self, client, bucket: str, fast_lane: Optional[FastLane] = None):
-        self.client = client
+    def __init__(self, client_factory: Callable[[], object], bucket: str, *,
+                 fast: bool = False, timeout: float = 60.0, verify_ssl: bool = True):
+        """CLIENT_FACTORY makes the boto3 client on first use (a dry run that only
+        records never pays for one). FAST: try ``FastLane`` first for single-part PUTs."""
+        self.client_factory = client_factory
         self.bucket = bucket
-        self.fast_lane = fast_lane
+        self.fast = fast
+        self.timeout = timeout
+        self.verify_ssl = verify_ssl
+        self._client = None
+        self._fast_lane: Optional[FastLane] = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self):
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self.client_factory()
+                    if self.fast:
+                        self._fast_lane = FastLane(self._client, self.bucket, self.timeout,
+                                                   self.verify_ssl)
+        return self._client
+
+    @property
+    def fast_lane(self) -> Optional[FastLane]:
+        return self._fast_lane if self.client is not None else None
 
     def _fail(self, err: BaseException, op: str, key: str = "", path: str = ""):
         raise translate(err, op=op, bucket=self.bucket, key=key, path=path) from err
@@ -423,8 +446,8 @@ class DryRunStore(Store):
     """Reads like ``Store``; records puts instead of making them: nothing is written, and
     the bodies of multipart uploads are not even read."""
 
-    def __init__(self, client, bucket: str):
-        super().__init__(client, bucket)
+    def __init__(self, client_factory, bucket: str, **options):
+        super().__init__(client_factory, bucket)
         self.lock = threading.Lock()
         self.recorded: List[str] = []
 
