@@ -66,15 +66,23 @@ def digest_bytes(data: bytes, part_size: int) -> Digest:
     return Digest(len(data), hashlib.md5(data).hexdigest(), part_size, tuple(parts))
 
 
-def implied_part_size(size: int, parts: int) -> int:
-    """The part size a multipart upload of SIZE bytes in PARTS parts most likely used:
-    the smallest whole number of MiB that gives that many parts (what every common tool
-    picks), else the exact ceiling."""
+# Part sizes common tools use (aws-cli/boto3 8 MiB, s3cmd 15 MiB, rclone/s5cmd 5-64 MiB...).
+COMMON_PART_SIZES = tuple(n * MiB for n in (5, 8, 15, 16, 10, 25, 32, 50, 64, 100, 128))
+
+
+def implied_part_sizes(size: int, parts: int) -> list:
+    """The part sizes that give a multipart upload of SIZE bytes exactly PARTS parts,
+    most likely first: the common sizes of popular tools, then the smallest whole number
+    of MiB, then the exact ceiling."""
     if parts <= 1:
-        return max(size, 1)
+        return [max(size, 1)]
     exact = -(-size // parts)
-    mib = -(-exact // MiB) * MiB
-    return mib if -(-size // mib) == parts else exact
+    smallest_mib = -(-exact // MiB) * MiB
+    found = []
+    for candidate in (*COMMON_PART_SIZES, smallest_mib, exact):
+        if candidate not in found and -(-size // candidate) == parts:
+            found.append(candidate)
+    return found
 
 
 def etag_matches(remote_etag: str, digest: Digest,
@@ -93,7 +101,8 @@ def etag_matches(remote_etag: str, digest: Digest,
         return False
     if len(digest.part_md5s) == parts and multipart_etag(list(digest.part_md5s)) == remote_etag:
         return True
-    part_size = implied_part_size(digest.size, parts)
-    if part_size == digest.part_size:
-        return False
-    return redigest(part_size).etag(multipart=True) == remote_etag
+    for part_size in implied_part_sizes(digest.size, parts):
+        if part_size != digest.part_size and \
+                redigest(part_size).etag(multipart=True) == remote_etag:
+            return True
+    return False

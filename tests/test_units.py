@@ -1,0 +1,640 @@
+"""Unit tests of the pure modules: keys, filters, plan, digest, content, config.
+
+No server, no subprocess: each test is a use of one function, with the expected value
+worked out independently (hashlib, gzip, the truth table written in ``plan``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+
+import pytest
+
+from s3pput import cli, config, content, digest, filters, keys, plan
+from s3pput.errors import FileError, UsageError
+from s3pput.filters import EXCLUDE, INCLUDE, Rule
+from s3pput.jobs import JournalEntry, RemoteObject
+
+MiB = 1024 * 1024
+
+
+# -- keys ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("given, expected", [
+    ("", ""),
+    ("a", "a"),
+    ("/a//b/", "a/b"),
+    ("///", ""),
+    ("avatar/", "avatar"),
+    ("/x/y/z", "x/y/z"),
+    ("a/...b/c", "a/...b/c"),  # "..." and "...b" are names, not "." or ".."
+])
+def test_normalize_prefix(given, expected):
+    assert keys.normalize_prefix(given) == expected
+
+
+@pytest.mark.parametrize("given", ["a/../b", "./a", "a/.", ".."])
+def test_normalize_prefix_rejects_dot_segments(given):
+    with pytest.raises(UsageError, match="segment"):
+        keys.normalize_prefix(given)
+
+
+def test_encode_name_keeps_valid_names_exactly():
+    for name in ("plain.txt", "with space #1 %20 +?.txt", "caf\u00e9.jpg", "cafe\u0301.jpg",
+                 "\u65e5\u672c.png", "\U0001F600.gif"):
+        assert keys.encode_name(name) == name
+    # NFC and NFD spellings stay distinct keys.
+    assert keys.encode_name("caf\u00e9") != keys.encode_name("cafe\u0301")
+
+
+def test_encode_name_percent_encodes_undecodable_bytes():
+    # What os.listdir gives for a Latin-1 name on a UTF-8 system.
+    latin1 = os.fsdecode(b"caf\xe9.jpg")
+    assert keys.encode_name(latin1) == "caf%E9.jpg"
+    mixed = os.fsdecode(b"\xff\xfe-d\xc3\xa9j\xc3\xa0-\x80.txt")  # valid UTF-8 in between
+    assert keys.encode_name(mixed) == "%FF%FE-d\u00e9j\u00e0-%80.txt"
+    encoded = keys.encode_name(os.fsdecode(b"x\xe9\xe9y"))
+    assert encoded == "x%E9%E9y"
+    encoded.encode("utf-8")  # a valid key: does not raise
+
+
+@pytest.mark.parametrize("prefix, parts, expected", [
+    ("", ["a.txt"], "a.txt"),
+    ("", ["d", "e", "f.txt"], "d/e/f.txt"),
+    ("p", ["a.txt"], "p/a.txt"),
+    ("p/q", ["d", "a.txt"], "p/q/d/a.txt"),
+    ("p", ["", "d", "", "a.txt"], "p/d/a.txt"),
+])
+def test_join_key(prefix, parts, expected):
+    assert keys.join_key(prefix, parts) == expected
+
+
+@pytest.mark.parametrize("raw_prefix", ["", "/", "a", "/a//b/", "//a///b//c//"])
+@pytest.mark.parametrize("parts", [["x"], ["d", "x"], ["", "d", "", "x"]])
+def test_join_key_with_normalized_prefix_never_gives_leading_or_double_slash(raw_prefix,
+                                                                               parts):
+    key = keys.join_key(keys.normalize_prefix(raw_prefix), parts)
+    assert not key.startswith("/")
+    assert "//" not in key
+    assert key.endswith("x")
+    assert keys.check_key(key) == key
+
+
+def test_check_key_length_limit_is_in_utf8_bytes():
+    assert keys.check_key("a" * 1024) == "a" * 1024
+    with pytest.raises(FileError, match="1025 bytes"):
+        keys.check_key("a" * 1025, path="/some/file")
+    # 512 two-byte characters are 1,024 bytes; one more is too long.
+    assert keys.check_key("\u00e9" * 512)
+    with pytest.raises(FileError, match="1026 bytes") as caught:
+        keys.check_key("\u00e9" * 513, path="/some/file")
+    assert caught.value.path == "/some/file"
+
+
+@pytest.mark.parametrize("bad", ["", "/a", "a//b", "a/./b", "a/../b", "..", "a/."])
+def test_check_key_rejects_invalid_keys(bad):
+    with pytest.raises(FileError):
+        keys.check_key(bad)
+
+
+def test_image_keys_use_the_same_name_in_every_folder():
+    assert keys.image_keys("p", ["d"], 7, "JPG", ["original", "thumbnail"]) == \
+        ["p/d/original/7.jpg", "p/d/thumbnail/7.jpg"]
+    assert keys.image_keys("", [], 3, "", ["original"]) == ["original/3"]
+
+
+# -- filters -------------------------------------------------------------------------------
+
+def inc(pattern):
+    return Rule(INCLUDE, pattern)
+
+
+def exc(pattern):
+    return Rule(EXCLUDE, pattern)
+
+
+def test_no_rules_takes_everything():
+    assert filters.excluded_by((), "a/b/c.txt") is None
+
+
+def test_exclude_all_then_include_jpg_takes_only_jpgs():
+    rules = (exc("*"), inc("*.jpg"))
+    assert filters.excluded_by(rules, "a.jpg") is None
+    assert filters.excluded_by(rules, "deep/dir/b.jpg") is None
+    assert filters.excluded_by(rules, "a.png") == "--exclude '*'"
+    assert filters.excluded_by(rules, "deep/a.jpg.txt") == "--exclude '*'"
+
+
+def test_last_matching_rule_wins():
+    # include then exclude: the exclude wins for what both match
+    rules = (inc("*.jpg"), exc("tmp/*"))
+    assert filters.excluded_by(rules, "tmp/a.jpg") == "--exclude 'tmp/*'"
+    assert filters.excluded_by(rules, "keep/a.jpg") is None
+    assert filters.excluded_by(rules, "other.txt") is None  # included by default
+    # the same rules the other way round: the include wins for JPEGs under tmp/
+    rules = (exc("tmp/*"), inc("*.jpg"))
+    assert filters.excluded_by(rules, "tmp/a.jpg") is None
+    assert filters.excluded_by(rules, "tmp/a.txt") == "--exclude 'tmp/*'"
+
+
+def test_a_rule_that_does_not_match_does_not_decide():
+    rules = (exc("*.tmp"), inc("*.jpg"))
+    assert filters.excluded_by(rules, "x.tmp") == "--exclude '*.tmp'"
+
+
+def test_patterns_without_slash_also_match_the_base_name():
+    assert filters.excluded_by((exc("c.tmp"),), "a/b/c.tmp") == "--exclude 'c.tmp'"
+    assert filters.excluded_by((exc("?.tmp"),), "a/b/c.tmp") == "--exclude '?.tmp'"
+    # with a slash the pattern is anchored to the relative path
+    assert filters.excluded_by((exc("b/c.tmp"),), "a/b/c.tmp") is None
+    assert filters.excluded_by((exc("a/b/*.tmp"),), "a/b/c.tmp") == "--exclude 'a/b/*.tmp'"
+    # "*" crosses "/"
+    assert filters.excluded_by((exc("a/*.tmp"),), "a/b/c.tmp") == "--exclude 'a/*.tmp'"
+
+
+def test_matching_is_case_sensitive():
+    assert filters.excluded_by((exc("*.JPG"),), "a.jpg") is None
+    assert filters.excluded_by((exc("*.[jJ][pP][gG]"),), "a.JPG") is not None
+
+
+# -- plan ----------------------------------------------------------------------------------
+
+SIZE, MTIME = 100, 1_700_000_000_000_000_000
+SAME_ETAG = "0" * 32
+
+
+def remote(size=SIZE, etag=SAME_ETAG):
+    return RemoteObject("k", size, etag)
+
+
+def decide(mode, present, same_content, *, size_comparable=True):
+    """Run the plan as a putter does: first_look, then after_compare when asked."""
+    found = remote() if present else None
+    first = plan.first_look(mode, found, size=SIZE, mtime_ns=MTIME, journal=None,
+                            size_comparable=size_comparable)
+    if first is plan.COMPARE:
+        return plan.after_compare(same_content)
+    return first
+
+
+# The table of plan's docstring, cell by cell: (mode, state) -> Decision.
+TABLE = {
+    ("add", "absent"): (True, "new"),
+    ("add", "same"): (False, "exists"),
+    ("add", "other"): (False, "exists"),
+    ("stupid", "absent"): (True, "forced"),
+    ("stupid", "same"): (True, "forced"),
+    ("stupid", "other"): (True, "forced"),
+    ("update", "absent"): (True, "new"),
+    ("update", "same"): (False, "unchanged"),
+    ("update", "other"): (True, "changed"),
+}
+
+
+@pytest.mark.parametrize("mode, state", sorted(TABLE))
+@pytest.mark.parametrize("size_comparable", [True, False])
+def test_put_mode_truth_table(mode, state, size_comparable):
+    got = decide(mode, state != "absent", state == "same", size_comparable=size_comparable)
+    assert got == plan.Decision(*TABLE[(mode, state)])
+
+
+def test_modes_and_reasons_are_the_documented_names():
+    assert plan.PUT_MODES == ("add", "stupid", "update")
+    assert (plan.NEW, plan.CHANGED, plan.FORCED) == ("new", "changed", "forced")
+
+
+def test_stupid_and_add_never_ask_for_content():
+    for found in (None, remote()):
+        assert plan.first_look("stupid", found, size=SIZE, mtime_ns=MTIME, journal=None,
+                               size_comparable=True) == plan.Decision(True, "forced")
+    assert plan.first_look("add", remote(size=1), size=SIZE, mtime_ns=MTIME, journal=None,
+                           size_comparable=True) == plan.Decision(False, "exists")
+
+
+def test_update_size_shortcut_only_when_sizes_are_comparable():
+    other_size = remote(size=SIZE + 1)
+    assert plan.first_look("update", other_size, size=SIZE, mtime_ns=MTIME, journal=None,
+                           size_comparable=True) == plan.Decision(True, "changed")
+    # gzip: the stored size is the compressed size; only the content can tell
+    assert plan.first_look("update", other_size, size=SIZE, mtime_ns=MTIME, journal=None,
+                           size_comparable=False) is plan.COMPARE
+    assert plan.first_look("update", remote(), size=SIZE, mtime_ns=MTIME, journal=None,
+                           size_comparable=True) is plan.COMPARE
+
+
+def test_update_journal_shortcut():
+    journal = JournalEntry(SIZE, MTIME, "m" * 32, SAME_ETAG)
+    assert plan.first_look("update", remote(), size=SIZE, mtime_ns=MTIME, journal=journal,
+                           size_comparable=True) == plan.Decision(False, "unchanged")
+    # anything that differs from the journal means the content must be compared
+    for stale in (journal._replace(size=SIZE - 1), journal._replace(mtime_ns=MTIME + 1),
+                  journal._replace(etag="f" * 32)):
+        assert plan.first_look("update", remote(), size=SIZE, mtime_ns=MTIME,
+                               journal=stale, size_comparable=True) is plan.COMPARE
+    # the journal never overrides an absent key or a size change
+    assert plan.first_look("update", None, size=SIZE, mtime_ns=MTIME, journal=journal,
+                           size_comparable=True) == plan.Decision(True, "new")
+    assert plan.first_look("update", remote(size=SIZE + 5), size=SIZE, mtime_ns=MTIME,
+                           journal=journal, size_comparable=True) == \
+        plan.Decision(True, "changed")
+
+
+# -- digest --------------------------------------------------------------------------------
+
+def md5(data: bytes) -> bytes:
+    return hashlib.md5(data).digest()
+
+
+def aws_multipart_etag(data: bytes, part_size: int) -> str:
+    """The S3 multipart ETag, written out independently of ``digest``."""
+    parts = [data[i:i + part_size] for i in range(0, len(data), part_size)]
+    return hashlib.md5(b"".join(md5(p) for p in parts)).hexdigest() + f"-{len(parts)}"
+
+
+PATTERN = bytes(range(256)) * 37 + b"tail"  # not a multiple of any part size used
+
+
+@pytest.mark.parametrize("data", [b"", b"x", PATTERN, PATTERN * 5])
+@pytest.mark.parametrize("part_size", [1, 7, 1000, len(PATTERN), 10 ** 9])
+def test_digest_stream_and_digest_bytes_agree(data, part_size, monkeypatch):
+    monkeypatch.setattr(digest, "READ_SIZE", 13)  # reads that straddle part boundaries
+    streamed = digest.digest_stream(io.BytesIO(data), part_size)
+    whole = digest.digest_bytes(data, part_size)
+    assert streamed == whole
+    assert whole.size == len(data)
+    assert whole.md5 == hashlib.md5(data).hexdigest()
+    assert whole.etag(multipart=False) == hashlib.md5(data).hexdigest()
+    if data:
+        assert whole.etag(multipart=True) == aws_multipart_etag(data, part_size)
+
+
+def test_multipart_etag_formula():
+    a, b = b"a" * 10, b"b" * 3
+    assert digest.multipart_etag([md5(a), md5(b)]) == \
+        hashlib.md5(md5(a) + md5(b)).hexdigest() + "-2"
+    assert digest.digest_bytes(a + b, 10).etag(multipart=True) == aws_multipart_etag(a + b, 10)
+
+
+@pytest.mark.parametrize("size, parts, expected", [
+    (9 * MiB, 2, [5 * MiB, 8 * MiB]),  # 5 MiB (the smallest S3 allows), boto3's 8 MiB
+    (9 * MiB, 1, [9 * MiB]),
+    (100 * MiB, 20, [5 * MiB]),
+    (40 * MiB, 3, [15 * MiB, 16 * MiB, 14 * MiB]),  # s3cmd's 15 MiB parts come first
+    (17 * MiB, 3, [8 * MiB, 6 * MiB]),
+    (0, 1, [1]),
+])
+def test_implied_part_sizes(size, parts, expected):
+    got = digest.implied_part_sizes(size, parts)
+    assert got[:len(expected)] == expected
+    for part_size in got:
+        assert -(-size // part_size) == parts or parts == 1
+
+
+def test_etag_matches_remote_put_by_s3cmd_in_15_mib_parts():
+    data = (PATTERN * (40 * MiB // len(PATTERN) + 1))[:40 * MiB]
+    remote_etag = aws_multipart_etag(data, 15 * MiB)
+    ours = digest.digest_bytes(data, 8 * MiB)
+    assert digest.etag_matches(remote_etag, ours,
+                               lambda part_size: digest.digest_bytes(data, part_size))
+
+
+def test_etag_matches_single_put():
+    data = PATTERN
+    ours = digest.digest_bytes(data, 8 * MiB)
+    never = lambda size: pytest.fail("no recomputation for a single-PUT ETag")  # noqa: E731
+    assert digest.etag_matches(hashlib.md5(data).hexdigest(), ours, never)
+    assert digest.etag_matches('"%s"' % hashlib.md5(data).hexdigest(), ours, never)
+    assert not digest.etag_matches(hashlib.md5(data + b"!").hexdigest(), ours, never)
+
+
+def test_etag_matches_remote_put_in_5_mib_parts_when_ours_are_8_mib():
+    data = (PATTERN * (9 * MiB // len(PATTERN) + 1))[:9 * MiB]
+    remote_etag = aws_multipart_etag(data, 5 * MiB)
+    assert remote_etag.endswith("-2")
+    ours = digest.digest_bytes(data, 8 * MiB)
+    assert ours.etag(multipart=True).endswith("-2")  # same part count, other ETag
+    assert ours.etag(multipart=True) != remote_etag
+    asked = []
+
+    def redigest(part_size):
+        asked.append(part_size)
+        return digest.digest_stream(io.BytesIO(data), part_size)
+
+    assert digest.etag_matches(remote_etag, ours, redigest)
+    assert asked == [5 * MiB]
+    # the same remote ETag does not match other content of the same size
+    other = bytearray(data)
+    other[-1] ^= 1
+    other_digest = digest.digest_bytes(bytes(other), 8 * MiB)
+    assert not digest.etag_matches(
+        remote_etag, other_digest,
+        lambda part_size: digest.digest_bytes(bytes(other), part_size))
+
+
+def test_etag_matches_our_own_part_size_without_recomputing():
+    data = PATTERN * 50
+    ours = digest.digest_bytes(data, 1000)
+    never = lambda size: pytest.fail("recomputed although our part size matched")  # noqa
+    assert digest.etag_matches(aws_multipart_etag(data, 1000), ours, never)
+    assert not digest.etag_matches("abc-notanumber", ours, never)
+
+
+# -- content -------------------------------------------------------------------------------
+
+def png_bytes() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 10, 10)).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("index.html", "text/html"),
+    ("style.css", "text/css"),
+    ("photo.jpg", "image/jpeg"),
+    ("photo.JPG", "image/jpeg"),
+    ("dir.with.dots/data.json", "application/json"),
+    ("README", "application/octet-stream"),
+    ("noext", "application/octet-stream"),
+])
+def test_content_type_guess_by_name(name, expected):
+    assert content.content_type(name, png_bytes(), "guess") == expected
+
+
+def test_content_type_magic_sniffs_only_when_the_name_says_nothing():
+    png = png_bytes()
+    assert content.content_type("avatar", png, "magic") == "image/png"
+    assert content.content_type("avatar", png, "guess") == "application/octet-stream"
+    # the name wins over the content
+    assert content.content_type("avatar.jpg", png, "magic") == "image/jpeg"
+    assert content.content_type("empty", b"", "magic") == "application/octet-stream"
+
+
+def test_content_type_fixed():
+    assert content.content_type("photo.jpg", png_bytes(), "text/x-mine") == "text/x-mine"
+
+
+@pytest.mark.parametrize("name", ["notes.txt.gz", "site.tar.gz", "drawing.svgz",
+                                  "dump.sql.bz2", "data.csv.xz"])
+def test_content_type_of_compressed_files_is_not_the_inner_type(name):
+    # mimetypes says ("text/plain", "gzip") for notes.txt.gz: the *stored bytes* are gzip.
+    # Labelling them text/plain would make --gzip compress them a second time, and a
+    # client would show compressed bytes as text.
+    ctype = content.content_type(name, b"", "guess")
+    assert ctype in ("application/gzip", "application/x-bzip2", "application/x-xz")
+    assert not content.should_gzip(ctype, ("guess",))
+
+
+@pytest.mark.parametrize("ctype, types, expected", [
+    ("text/html", ("guess",), True),
+    ("text/plain; charset=utf-8", ("guess",), True),
+    ("text/x-anything", ("guess",), True),
+    ("application/json", ("guess",), True),
+    ("image/svg+xml", ("guess",), True),
+    ("image/jpeg", ("guess",), False),
+    ("application/octet-stream", ("guess",), False),
+    ("application/gzip", ("guess",), False),
+    ("image/jpeg", ("all",), True),
+    ("application/octet-stream", ("all",), True),
+    ("image/jpeg", ("image/jpeg",), True),
+    ("image/jpeg", ("IMAGE/JPEG",), True),
+    ("text/html", ("image/jpeg",), False),
+    ("text/html", ("image/jpeg", "guess"), True),
+])
+def test_should_gzip(ctype, types, expected):
+    assert content.should_gzip(ctype, types) is expected
+
+
+def test_gzip_bytes_is_deterministic_real_gzip():
+    data = b"hello gzip " * 1000
+    first = content.gzip_bytes(data)
+    assert first == content.gzip_bytes(data)
+    assert gzip.decompress(first) == data
+    assert first[:2] == b"\x1f\x8b"
+    assert first[4:8] == b"\0\0\0\0"  # no timestamp in the header
+    assert len(first) < len(data)
+    assert gzip.decompress(content.gzip_bytes(b"")) == b""
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 4096, 1 << 20])
+@pytest.mark.parametrize("read_size", [-1, 1, 100, 1 << 16])
+def test_gzip_reader_gives_the_same_bytes_as_gzip_bytes(chunk, read_size):
+    data = os.urandom(20_000) + b"compressible " * 5_000
+    reader = content.GzipReader(io.BytesIO(data), chunk=chunk)
+    out = bytearray()
+    while True:
+        piece = reader.read(read_size)
+        if not piece:
+            break
+        assert read_size < 0 or len(piece) <= read_size
+        out += piece
+    assert bytes(out) == content.gzip_bytes(data)
+    # and its digest (what update compares) is the digest of gzip_bytes
+    again = content.GzipReader(io.BytesIO(data), chunk=chunk)
+    assert digest.digest_stream(again, 10_000) == \
+        digest.digest_bytes(content.gzip_bytes(data), 10_000)
+
+
+# -- config --------------------------------------------------------------------------------
+
+def test_parse_dotenv():
+    text = "\n".join([
+        "# a comment",
+        "",
+        "SPACES_ACCESS_KEY=AKIA123",
+        'export SPACES_SECRET_KEY="s3cr3t with spaces # not a comment"',
+        "SPACES_BUCKET='single-quoted'",
+        "SPACES_REGION=nyc3   # trailing comment",
+        "  SPACES_ENDPOINT = https://nyc3.digitaloceanspaces.com  ",
+        "EMPTY=",
+        "no equals sign here",
+        "URL=https://x/?a=b=c",
+    ])
+    assert config.parse_dotenv(text) == {
+        "SPACES_ACCESS_KEY": "AKIA123",
+        "SPACES_SECRET_KEY": "s3cr3t with spaces # not a comment",
+        "SPACES_BUCKET": "single-quoted",
+        "SPACES_REGION": "nyc3",
+        "SPACES_ENDPOINT": "https://nyc3.digitaloceanspaces.com",
+        "EMPTY": "",
+        "URL": "https://x/?a=b=c",
+    }
+
+
+def test_parse_headers_maps_names_to_put_parameters_and_metadata():
+    params, metadata = config.parse_headers([
+        "Cache-Control: max-age=60",
+        "content-disposition:attachment; filename=\"a b.txt\"",
+        "Content-Language: fr",
+        "Expires: Thu, 01 Dec 2044 16:00:00 GMT",
+        "x-amz-meta-owner: me",
+        "X-Amz-Meta-Project:  s3pput  ",
+        "x-amz-meta-empty:",
+    ])
+    assert params == (("CacheControl", "max-age=60"),
+                      ("ContentDisposition", 'attachment; filename="a b.txt"'),
+                      ("ContentLanguage", "fr"),
+                      ("Expires", "Thu, 01 Dec 2044 16:00:00 GMT"))
+    assert metadata == (("owner", "me"), ("project", "s3pput"), ("empty", ""))
+    assert config.parse_headers(None) == ((), ())
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("Cache-Control max-age=60", "expected NAME:VALUE"),
+    (": value", "expected NAME:VALUE"),
+    ("X-Unknown: 1", "not supported"),
+    ("x-amz-meta-: v", "not supported"),
+])
+def test_parse_headers_errors(bad, message):
+    with pytest.raises(UsageError, match=message):
+        config.parse_headers([bad])
+
+
+def make(tmp_path, argv, environ=None, dotenv=None):
+    """make_config as the CLI calls it, with a .env file in TMP_PATH as the cwd."""
+    if dotenv is not None:
+        (tmp_path / ".env").write_text(dotenv)
+    args = cli.build_parser().parse_args([*argv, str(tmp_path)])
+    return cli.make_config(args, environ={} if environ is None else environ,
+                           cwd=str(tmp_path))
+
+
+DOTENV = """\
+SPACES_ACCESS_KEY=dotenv-key
+SPACES_SECRET_KEY=dotenv-very-secret
+SPACES_BUCKET=dotenv-bucket
+SPACES_REGION=ams3
+SPACES_ENDPOINT=ams3.digitaloceanspaces.com
+SPACES_ACL=public-read
+"""
+
+
+def test_make_config_reads_spaces_names_from_dotenv(tmp_path):
+    cfg = make(tmp_path, [], dotenv=DOTENV)
+    assert cfg.access_key == "dotenv-key"
+    assert cfg.secret_key == "dotenv-very-secret"
+    assert cfg.bucket == "dotenv-bucket"
+    assert cfg.region == "ams3"
+    assert cfg.endpoint_url == "https://ams3.digitaloceanspaces.com"
+    assert cfg.acl == "public-read"
+    assert cfg.sources == (str(tmp_path),)
+
+
+def test_make_config_environment_beats_dotenv(tmp_path):
+    environ = {"S3PPUT_BUCKET": "env-bucket", "AWS_REGION": "env-region",
+               "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "SPACES_ACL": "private"}
+    cfg = make(tmp_path, [], environ=environ, dotenv=DOTENV)
+    assert cfg.bucket == "env-bucket"
+    assert cfg.region == "env-region"
+    assert cfg.endpoint_url == "http://127.0.0.1:9"
+    assert cfg.acl == "private"
+    # SPACES_BUCKET in the environment also beats .env
+    assert make(tmp_path, [], environ={"SPACES_BUCKET": "env-spaces"}).bucket == "env-spaces"
+
+
+def test_make_config_aws_credentials_in_environment_beat_dotenv_keys(tmp_path):
+    environ = {"AWS_ACCESS_KEY_ID": "AKENV", "AWS_SECRET_ACCESS_KEY": "env-secret"}
+    cfg = make(tmp_path, [], environ=environ, dotenv=DOTENV)
+    # None: boto3's own chain finds the environment's keys
+    assert cfg.access_key is None and cfg.secret_key is None
+    assert make(tmp_path, ["--profile", "p"], dotenv=DOTENV).access_key is None
+
+
+def test_make_config_spaces_keys_in_environment_beat_dotenv(tmp_path):
+    environ = {"SPACES_ACCESS_KEY": "env-key", "SPACES_SECRET_KEY": "env-secret"}
+    cfg = make(tmp_path, [], environ=environ, dotenv=DOTENV)
+    assert (cfg.access_key, cfg.secret_key) == ("env-key", "env-secret")
+
+
+def test_make_config_command_line_beats_environment_and_dotenv(tmp_path):
+    environ = {"S3PPUT_BUCKET": "env-bucket", "AWS_REGION": "env-region",
+               "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "SPACES_ACL": "private"}
+    cfg = make(tmp_path, ["--bucket", "cli-bucket", "--region", "cli-region",
+                          "--endpoint-url", "http://127.0.0.1:8", "--grant",
+                          "authenticated-read"], environ=environ, dotenv=DOTENV)
+    assert cfg.bucket == "cli-bucket"
+    assert cfg.region == "cli-region"
+    assert cfg.endpoint_url == "http://127.0.0.1:8"
+    assert cfg.acl == "authenticated-read"
+
+
+def test_make_config_never_shows_the_secret(tmp_path):
+    cfg = make(tmp_path, [], dotenv=DOTENV)
+    assert cfg.secret_key == "dotenv-very-secret"
+    assert "dotenv-very-secret" not in repr(cfg)
+    assert "dotenv-very-secret" not in str(cfg)
+
+
+def test_make_config_options(tmp_path):
+    cfg = make(tmp_path, ["--bucket", "bkt", "--prefix", "/a//b/", "--put", "add",
+                          "--limit", "0", "--exclude", "*", "--include", "*.jpg",
+                          "--header", "Cache-Control: no-cache", "--header",
+                          "x-amz-meta-owner: me", "--gzip", "--gzip-type", "image/jpeg",
+                          "--part-size", "5", "--no-skip-existing"])
+    assert cfg.bucket == "bkt"
+    assert keys.normalize_prefix(cfg.prefix) == "a/b"
+    assert cfg.put == "stupid"  # --no-skip-existing wins, as in the DigitalOcean script
+    assert cfg.limit == 0
+    assert cfg.rules == (Rule(EXCLUDE, "*"), Rule(INCLUDE, "*.jpg"))
+    assert cfg.put_params == (("CacheControl", "no-cache"),)
+    assert cfg.metadata == (("owner", "me"),)
+    assert cfg.gzip and cfg.gzip_types == ("image/jpeg",)
+    assert cfg.part_size == 5 * MiB
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "no bucket"),
+    (["--bucket", "ab"], "not a valid bucket"),
+    (["--bucket", "bkt", "--grant", "world-writable"], "not a canned ACL"),
+    (["--bucket", "bkt", "--prefix", "a/../b"], "segment"),
+    (["--bucket", "bkt", "--processes", "0"], "--processes"),
+    (["--bucket", "bkt", "--limit", "-1"], "--limit"),
+    (["--bucket", "bkt", "--part-size", "4"], "at least 5 MiB"),
+    (["--bucket", "bkt", "--header", "Bogus: 1"], "not supported"),
+    (["--bucket", "bkt", "-q", "-v"], "contradict"),
+])
+def test_make_config_rejects_bad_values(tmp_path, argv, message):
+    with pytest.raises(UsageError, match=message):
+        make(tmp_path, argv)
+
+
+def test_make_config_rejects_a_missing_source(tmp_path):
+    args = cli.build_parser().parse_args(["--bucket", "bkt", str(tmp_path / "nope")])
+    with pytest.raises(UsageError, match="does not exist"):
+        cli.make_config(args, environ={}, cwd=str(tmp_path))
+
+
+# -- sources: reading a member of an uncompressed tar in place -----------------------------
+
+def test_tar_member_window_reads_and_seeks_within_the_member(tmp_path):
+    import tarfile
+
+    from s3pput.jobs import Source
+    from s3pput.sources import open_source, walk_archive
+
+    payload = bytes(range(256)) * 40
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name, data in (("first.txt", b"first"), ("d/member.bin", payload)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    entries = {"/".join(e.parts): e for e in walk_archive(str(archive), str(tmp_path))}
+    entry = entries["d/member.bin"]
+    assert entry.source.kind == "tar" and entry.size == len(payload)
+    window = open_source(Source("tar", str(archive), entry.source.offset), entry.size, "x")
+    try:
+        assert window.read(10) == payload[:10]
+        assert window.tell() == 10
+        assert window.read() == payload[10:]
+        assert window.read() == b""  # never past the member
+        assert window.seek(0) == 0  # a multipart upload reads the member twice
+        assert digest.digest_stream(window, 1000) == digest.digest_bytes(payload, 1000)
+        window.seek(-6, io.SEEK_END)
+        assert window.read() == payload[-6:]
+    finally:
+        window.close()
