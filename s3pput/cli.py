@@ -267,9 +267,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except FatalError as err:
         print(f"s3pput: error: {err}", file=sys.stderr)
         if getattr(args, "json", False):
-            import json
+            from .stats import Stats, json_summary
 
-            print(json.dumps({"error": str(err), "fatal": str(err)}))
+            stats = Stats(getattr(args, "dry_run", False))
+            stats.fatal = str(err)
+            summary = stats.as_dict()
+            summary["error"] = str(err)
+            print(json_summary(summary))
         return EXIT_FATAL
     except KeyboardInterrupt:
         print("s3pput: interrupted", file=sys.stderr)

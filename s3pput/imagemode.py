@@ -103,6 +103,9 @@ class ImageWalker:
         self.prefix = normalize_prefix(cfg.prefix)
         self.folders = [ORIGINAL_FOLDER, *[name for name, _, _ in cfg.thumbnails]]
         self.seq = 0
+        # With several SOURCEs, the same folder may come from two of them: names seen
+        # per folder, so that two files never get one number (and one key).
+        self.seen: Optional[Dict[Tuple[str, ...], set]] = {} if len(cfg.sources) > 1 else None
 
     def _next_seq(self) -> int:
         self.seq += 1
@@ -131,6 +134,14 @@ class ImageWalker:
                 yield Result(self._next_seq(), entry.display, key, entry.outcome,
                              entry.problem)
                 continue
+            if self.seen is not None:
+                names = self.seen.setdefault(reldir, set())
+                if entry.parts[-1] in names:
+                    yield Result(self._next_seq(), entry.display, key, FAILED,
+                                 "another SOURCE has a file of this name in the same folder; "
+                                 "both would get the same number", size=entry.size)
+                    continue
+                names.add(entry.parts[-1])
             kind, why_not = _sniff(entry)
             if kind is None:
                 outcome = SKIPPED if why_not == "not an image" else FAILED

@@ -674,7 +674,9 @@ def test_s3pput_bucket_nosuchbucket123_exit_2(cli, src, json_flag):
     assert "nosuchbucket123" in result.stderr and "does not exist" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     if json_flag:
-        assert "does not exist" in summary_of(result)["error"]
+        summary = summary_of(result)
+        assert "does not exist" in summary["error"] and "does not exist" in summary["fatal"]
+        assert (summary["walked"], summary["uploaded"], summary["failed"]) == (0, 0, 0)
     else:
         assert result.stdout == ""
 

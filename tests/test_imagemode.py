@@ -533,3 +533,22 @@ def test_s3pput_images_workers_and_debug_aliases(cli, s3, bucket, src):
     # --workers is --processes: it is validated as such
     bad = images_run(cli, bucket, src, "--workers", "0")
     assert bad.returncode == 2 and "must be > 0" in bad.stderr
+
+
+def test_s3pput_images_two_sources_with_the_same_name_never_share_a_key(cli, s3, bucket,
+                                                                         tmp_path):
+    first = make_tree(tmp_path / "one", {"a.png": solid("red"), "b.png": solid("green")})
+    second = make_tree(tmp_path / "two", {"a.png": solid("blue"), "c.png": solid("white")})
+    result = cli("--images", "--bucket", bucket, "--prefix", "avatar", "--json", first, second)
+    assert result.returncode == 1
+    summary = json.loads(result.stdout)
+    assert counts(summary) == (4, 3, 0, 1)
+    assert "another SOURCE has a file of this name" in result.stderr
+    assert str(second / "a.png") in result.stderr
+    # the first a.png keeps number 1; the blue one was not stored anywhere
+    assert near(mean_colour(decode(body_of(s3, bucket, "avatar/original/1.png"))), (255, 0, 0))
+    originals = {k for k in keys_of(s3, bucket, "avatar/original/")}
+    assert originals == {"avatar/original/1.png", "avatar/original/2.png",
+                         "avatar/original/3.png"}
+    colours = [mean_colour(decode(body_of(s3, bucket, key))) for key in sorted(originals)]
+    assert not any(near(colour, (0, 0, 255)) for colour in colours)
