@@ -263,7 +263,7 @@ def statter_main(cfg: Config, stat_queue, reply) -> None:
         stream.reconfigure(errors="backslashreplace")
     log = Log(verbose=cfg.verbose, quiet=cfg.quiet, json_mode=cfg.json, log_file=cfg.log_file)
     stats = Stats(cfg.dry_run)
-    progress = Progress(log, cfg.progress and not cfg.quiet and not cfg.json, cfg.dry_run)
+    progress = Progress(log, cfg.progress and not cfg.quiet and not cfg.json, cfg.dry_run, cfg)
     outstanding: Dict[int, tuple] = {}
     # A result can overtake its Walked note: they come from different processes, each
     # with its own feeder thread. Such early results are remembered until the note comes.
@@ -304,6 +304,7 @@ def statter_main(cfg: Config, stat_queue, reply) -> None:
                 stats.fatal = message.text
         elif isinstance(message, WalkerDone):
             stats.walk_complete = message.complete
+            stats.walk_finished = True
         elif isinstance(message, Finish):
             break
         progress.update(stats)

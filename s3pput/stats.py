@@ -80,27 +80,65 @@ class Log:
             self.file.close()
 
 
-class Progress:
-    """Live progress: a tqdm bar on a terminal, a plain line every few seconds otherwise."""
+def count_files(sources, rules, follow_symlinks: bool, counted: List[int]) -> None:
+    """Count the files under SOURCES (cheaply: no stat) into COUNTED[0], for the progress
+    bar's total and ETA while the walk, which streams, has not finished."""
+    import os
 
-    def __init__(self, log: Log, enabled: bool, dry_run: bool):
+    from .filters import excluded_by
+
+    def scan(path: str, rel: str) -> None:
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    child = f"{rel}/{entry.name}" if rel else entry.name
+                    if entry.is_dir(follow_symlinks=follow_symlinks):
+                        scan(entry.path, child)
+                    elif not excluded_by(rules, child):
+                        counted[0] += 1
+        except OSError:
+            pass
+
+    for source in sources:
+        if os.path.isdir(source):
+            scan(source, "")
+        else:
+            counted[0] += 1
+
+
+class Progress:
+    """Live progress: a tqdm bar on a terminal, a plain line every few seconds otherwise.
+
+    On a terminal a background thread counts the files first, so the bar has a total and
+    an ETA while the (streaming) walk is still going; the walk's count replaces it at the
+    end."""
+
+    def __init__(self, log: Log, enabled: bool, dry_run: bool, cfg=None):
         self.log = log
         self.enabled = enabled
         self.bar = None
         self.last_line = time.monotonic()
         self.dry_run = dry_run
+        self.estimate = [0]
         if enabled and log.stderr.isatty():
+            import threading
+
             from tqdm import tqdm
 
             self.bar = tqdm(total=0, unit="file", file=log.stderr, dynamic_ncols=True,
                             leave=False, desc="would put" if dry_run else "put")
             log.clear_progress = self.bar.clear
+            if cfg is not None:
+                threading.Thread(target=count_files, daemon=True,
+                                 args=(cfg.sources, cfg.rules, cfg.follow_symlinks,
+                                       self.estimate)).start()
 
     def update(self, stats: "Stats") -> None:
         if not self.enabled:
             return
         if self.bar is not None:
-            self.bar.total = stats.walked
+            self.bar.total = stats.walked if stats.walk_finished else \
+                max(stats.walked, self.estimate[0])
             self.bar.n = stats.done
             self.bar.set_postfix_str(
                 f"{humanize.naturalsize(stats.bytes)}, {stats.skipped} skipped, "
@@ -135,6 +173,7 @@ class Stats:
         self.skip_reasons: Counter = Counter()
         self.failures: List[Dict[str, str]] = []
         self.walk_complete = True
+        self.walk_finished = False  # the walker has said it is done
         self.interrupted = False
         self.fatal: Optional[str] = None
 
