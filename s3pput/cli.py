@@ -12,8 +12,17 @@ import sys
 from typing import List, Optional
 
 from . import __version__
-from .config import (CANNED_ACLS, Config, MiB, endpoint_with_scheme, lookup, parse_headers,
-                     positive, read_dotenv, validate)
+from .config import (
+    CANNED_ACLS,
+    Config,
+    MiB,
+    endpoint_with_scheme,
+    lookup,
+    parse_headers,
+    positive,
+    read_dotenv,
+    validate,
+)
 from .errors import FatalError, UsageError
 from .filters import EXCLUDE, INCLUDE, Rule
 from .journal import default_path as default_journal_path

@@ -180,7 +180,7 @@ class ImageWalker:
                 known = UNLISTED
             else:
                 known = remote.get(original.rsplit("/", 1)[-1])
-            thumbnails = tuple(zip(self.folders[1:], keys[1:]))
+            thumbnails = tuple(zip(self.folders[1:], keys[1:], strict=True))
             yield Job(self._next_seq(), entry.display, original, entry.source, entry.size,
                       entry.mtime_ns, known, self.journal_lookup(original),
                       numbers.get(name), thumbnails)

@@ -32,11 +32,10 @@ import time
 from typing import Dict, List, Optional
 
 from .config import Config
-from .errors import ConfigError, FatalError
+from .errors import FatalError
+from .jobs import FAILED, STOP, Fatal, Finish, Job, Note, Result, Results, Walked, WalkerDone
 from .journal import Journal
 from .reports import open_reports, preview_mime
-from .jobs import (FAILED, STOP, Fatal, Finish, Job, Note, Result, Results, Walked,
-                   WalkerDone)
 from .stats import Log, Progress, Stats, human_summary, json_summary
 from .store import DryRunStore, FastLane, Store, make_client
 from .transfer import Transfer, UploadSlots

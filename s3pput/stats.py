@@ -16,7 +16,7 @@ from typing import IO, Dict, List, Optional
 
 import humanize
 
-from .jobs import FAILED, SKIPPED, UPLOADED, Result
+from .jobs import SKIPPED, UPLOADED, Result
 
 PLAIN_PROGRESS_EVERY = 10.0  # seconds between progress lines when not on a terminal
 MAX_FAILURES_IN_JSON = 1000

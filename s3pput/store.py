@@ -17,7 +17,7 @@ import ssl
 import threading
 import time
 from typing import Callable, Dict, Iterable, Iterator, List, Optional
-from urllib.parse import quote, urlsplit, urlparse
+from urllib.parse import quote, urlparse, urlsplit
 
 import boto3
 import botocore.auth

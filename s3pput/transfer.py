@@ -14,15 +14,15 @@ import hashlib
 import os
 import threading
 import time
-from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import BinaryIO, Dict, Iterator, List, Optional, Tuple
 
 from . import plan
 from .config import Config
 from .content import GzipReader, content_type, gzip_bytes, should_gzip
 from .digest import Digest, digest_bytes, digest_stream, etag_matches, multipart_etag
-from .images import ThumbnailSpec, make_thumbnails, sniff_image
 from .errors import FatalError, FileError, S3pputError, TransientError
-from .jobs import FAILED, SKIPPED, UNLISTED, UPLOADED, Job, Result
+from .images import ThumbnailSpec, make_thumbnails, sniff_image
+from .jobs import FAILED, SKIPPED, UPLOADED, Job, Result
 from .sources import open_source
 from .store import Store
 
@@ -321,7 +321,7 @@ class Transfer:
                                      quality=self.cfg.thumbnail_quality,
                                      path_for_errors=job.display)
         sent = 0
-        for thumbnail, key in zip(thumbnails, keys):
+        for thumbnail, key in zip(thumbnails, keys, strict=True):
             params = self.put_params(payload)
             params["ContentType"] = thumbnail.mime
             params.pop("ContentEncoding", None)
