@@ -288,3 +288,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("s3pput: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return exit_code(summary)
+
+
+def run_and_exit() -> None:
+    """The console entry point: run ``main`` and exit at once with its code.
+
+    Skips the interpreter's teardown of boto3 and friends (about 0.15 s, a third of an
+    incremental run's wall time on a small tree): all output is flushed first and every
+    worker process has already been joined.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -31,6 +31,7 @@ from .jobs import FAILED, SKIPPED, UNLISTED, Job, Result
 from .keys import check_key, image_keys, join_key, normalize_prefix
 from .sources import Entry, walk_directories
 from .store import Store
+from .walker import skip_early
 
 MANIFEST_NAME = ".s3pput-manifest.json"
 ORIGINAL_FOLDER = "original"
@@ -181,9 +182,10 @@ class ImageWalker:
             else:
                 known = remote.get(original.rsplit("/", 1)[-1])
             thumbnails = tuple(zip(self.folders[1:], keys[1:], strict=True))
-            yield Job(self._next_seq(), entry.display, original, entry.source, entry.size,
+            job = Job(self._next_seq(), entry.display, original, entry.source, entry.size,
                       entry.mtime_ns, known, self.journal_lookup(original),
                       numbers.get(name), thumbnails)
+            yield skip_early(self.cfg, job) or job
 
     def _numbers(self, reldir, names: List[str]) -> Tuple[Dict[str, int], str]:
         """({name: number} for this directory (empty with --rename keep), error): the

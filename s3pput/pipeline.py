@@ -107,16 +107,21 @@ def walker_main(cfg: Config, can_list: bool, spool_dir: str, put_queue, stat_que
         walker = Walker(cfg, store, spool_dir=spool_dir, **options)
     walked, complete = 0, True
     batch: List[Job] = []
+    done_here: List[Result] = []  # outcomes the walker knows already (skips, walk errors)
     batch_bytes = 0
     batch_started = time.monotonic()
 
     def flush() -> bool:
-        nonlocal batch, batch_bytes
-        if not batch:
+        """Announce, then send: the walk-time results, then the batch of jobs."""
+        nonlocal batch, batch_bytes, done_here
+        if not batch and not done_here:
             return True
-        stat_queue.put(Walked(tuple((j.seq, j.display, j.key, j.size) for j in batch)))
-        ok = _put_until_stopped(put_queue, tuple(batch), stop)
-        batch, batch_bytes = [], 0
+        items = [*done_here, *batch]
+        stat_queue.put(Walked(tuple((i.seq, i.display, i.key, i.size) for i in items)))
+        if done_here:
+            stat_queue.put(Results(tuple(done_here)))
+        ok = _put_until_stopped(put_queue, tuple(batch), stop) if batch else True
+        batch, batch_bytes, done_here = [], 0, []
         return ok
 
     try:
@@ -128,15 +133,14 @@ def walker_main(cfg: Config, can_list: bool, spool_dir: str, put_queue, stat_que
                 complete = False  # --limit reached: walking further is pointless
                 break
             walked += 1
-            if isinstance(item, Result):
-                stat_queue.put(Walked(((item.seq, item.display, item.key, item.size),)))
-                stat_queue.put(Results((item,)))
-                continue
-            if not batch:
+            if not batch and not done_here:
                 batch_started = time.monotonic()
-            batch.append(item)
-            batch_bytes += item.size
-            if (len(batch) >= BATCH_JOBS or batch_bytes >= BATCH_BYTES
+            if isinstance(item, Result):
+                done_here.append(item)
+            else:
+                batch.append(item)
+                batch_bytes += item.size
+            if (len(batch) + len(done_here) >= BATCH_JOBS or batch_bytes >= BATCH_BYTES
                     or time.monotonic() - batch_started > BATCH_SECONDS):
                 if not flush():
                     complete = False
@@ -151,7 +155,7 @@ def walker_main(cfg: Config, can_list: bool, spool_dir: str, put_queue, stat_que
     except Exception as err:  # noqa: BLE001 - report, then the run ends with what it has
         stat_queue.put(Note("error", f"walking stopped: {type(err).__name__}: {err}"))
         complete = False
-    if batch and not stop.is_set():
+    if (batch or done_here) and not stop.is_set():
         flush()
     stat_queue.put(WalkerDone(walked, complete))
     for _ in range(cfg.processes):

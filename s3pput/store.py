@@ -63,6 +63,21 @@ def _is_local_host(url: Optional[str]) -> bool:
         return False
 
 
+_SESSIONS: Dict[tuple, object] = {}
+
+
+def _session(cfg: Config):
+    """One boto3 session per process and credentials. Making a client reads the S3 service
+    model (about 0.2 s of CPU); a session caches it, and forked workers inherit the main
+    process's warm session, so each makes its own client in a few milliseconds."""
+    identity = (cfg.profile, cfg.access_key, cfg.secret_key)
+    if identity not in _SESSIONS:
+        _SESSIONS[identity] = boto3.session.Session(
+            profile_name=cfg.profile, aws_access_key_id=cfg.access_key,
+            aws_secret_access_key=cfg.secret_key)
+    return _SESSIONS[identity]
+
+
 def make_client(cfg: Config, *, pool_size: int = 10):
     """Build a boto3 S3 client for CFG. Call it inside the process that uses it."""
     if cfg.checksums == "auto":
@@ -89,12 +104,7 @@ def make_client(cfg: Config, *, pool_size: int = 10):
         tcp_keepalive=True,
         user_agent_extra="s3pput",
     )
-    session = boto3.session.Session(
-        profile_name=cfg.profile,
-        aws_access_key_id=cfg.access_key,
-        aws_secret_access_key=cfg.secret_key,
-    )
-    return session.client("s3", endpoint_url=cfg.endpoint_url, verify=cfg.verify_ssl,
+    return _session(cfg).client("s3", endpoint_url=cfg.endpoint_url, verify=cfg.verify_ssl,
                           config=config)
 
 

@@ -17,7 +17,7 @@ from . import plan
 from .config import Config
 from .errors import FileError
 from .filters import excluded_by
-from .jobs import FAILED, UNLISTED, Job, RemoteObject, Result
+from .jobs import FAILED, SKIPPED, UNLISTED, Job, RemoteObject, Result
 from .keys import check_key, join_key, normalize_prefix
 from .sources import Entry, file_entry, is_archive, walk_archive, walk_tree
 from .store import Store
@@ -70,6 +70,28 @@ class ListingIndex:
 
 
 Output = Union[Job, Result]
+
+
+def skip_early(cfg: Config, job: Job) -> Optional[Result]:
+    """The SKIPPED result of JOB when metadata alone decides it (the key exists in ``add``
+    mode; the journal vouches for it in ``update`` mode), else None.
+
+    The walker calls this so that the files a re-run does not touch never travel to a
+    putter: an unchanged tree costs a walk and a listing, nothing more.
+    """
+    if isinstance(job.remote, str):  # UNLISTED: only a putter's HEAD can tell
+        return None
+    decision = plan.first_look(cfg.put, job.remote, size=job.size, mtime_ns=job.mtime_ns,
+                               journal=job.journal, size_comparable=not cfg.gzip)
+    if not isinstance(decision, plan.Decision) or decision.put:
+        return None
+    etag = job.remote.etag if job.remote else ""
+    result = Result(job.seq, job.display, job.key, SKIPPED, decision.reason, size=job.size,
+                    mtime_ns=job.mtime_ns, etag=etag)
+    if job.thumbnail_keys:
+        result = result._replace(number=job.number,
+                                 extra_keys=tuple(key for _, key in job.thumbnail_keys))
+    return result
 
 
 class Walker:
@@ -142,5 +164,6 @@ class Walker:
             remote = listing.lookup(key)
         else:
             remote = UNLISTED
-        yield Job(self._next_seq(), entry.display, key, entry.source, entry.size,
+        job = Job(self._next_seq(), entry.display, key, entry.source, entry.size,
                   entry.mtime_ns, remote, self.journal_lookup(key))
+        yield skip_early(self.cfg, job) or job
