@@ -3,7 +3,8 @@
 Used by the tests (a pytest session fixture), ``make demo`` and the benchmark. It starts
 on free loopback ports in a temporary directory, answers within a few seconds, and is
 stopped by its process id (never by name). Without ``s3_config`` it accepts any access
-key; with it (a JSON identities file) it enforces credentials.
+key; with it (a JSON identities file) it enforces credentials. ``kill()`` then
+``restart()`` is a crash and a comeback: the same ports, the same data directory.
 
 Run ``python -m devtools.locals3`` to start one by hand; it prints its endpoint and stops
 on Ctrl+C.
@@ -45,13 +46,24 @@ def _port_free(port: int) -> bool:
             return False
 
 
+def _ephemeral_start() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as handle:
+            return int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_ports(count: int) -> List[int]:
     """COUNT free loopback ports, each with its gRPC twin (port + 10000) free too, spaced
-    so that no derived port collides."""
+    so that no derived port collides. Twins stay below the kernel's ephemeral range: a
+    port the kernel may hand to any outgoing connection meanwhile (with many tests
+    connecting) would make weed fail with "address already in use"."""
     chosen: List[int] = []
     rng = random.Random(os.getpid() ^ time.time_ns())
+    top = max(12000, min(29990, _ephemeral_start() - GRPC_OFFSET - 10))
     while len(chosen) < count:
-        port = rng.randrange(20000, 29990)
+        port = rng.randrange(10000, top)
         if any(abs(port - other) < 3 for other in chosen):
             continue
         if _port_free(port) and _port_free(port + GRPC_OFFSET):
@@ -70,6 +82,7 @@ class LocalS3:
         self.dir = ""
         self.process: Optional[subprocess.Popen] = None
         self.port = self.metrics_port = 0
+        self._ports: List[int] = []  # s3, master, volume, filer, webdav, metrics
         self.log_path = log_path
 
     @property
@@ -78,8 +91,28 @@ class LocalS3:
 
     def start(self, timeout: float = 60.0) -> "LocalS3":
         self.dir = tempfile.mkdtemp(prefix="s3pput-weed-")
-        s3, master, volume, filer, webdav, metrics = free_ports(6)
-        self.port, self.metrics_port = s3, metrics
+        self._ports = free_ports(6)
+        self.port, self.metrics_port = self._ports[0], self._ports[5]
+        if self.s3_config is not None:
+            with open(os.path.join(self.dir, "s3.json"), "w") as handle:
+                json.dump(self.s3_config, handle)
+        self._launch(timeout)
+        for bucket in self.buckets:
+            self.create_bucket(bucket)
+        return self
+
+    def restart(self, timeout: float = 60.0) -> "LocalS3":
+        """Start weed again after ``kill()``, on the same ports and data directory, as a
+        server that crashed and came back: what it had persisted is there again."""
+        if self.process is None or not self.dir:
+            raise RuntimeError("restart() needs a server that was started and not stopped")
+        if self.process.poll() is None:
+            raise RuntimeError("the server is still running: kill() it first")
+        self._launch(timeout)
+        return self
+
+    def _launch(self, timeout: float) -> None:
+        s3, master, volume, filer, webdav, metrics = self._ports
         args = [weed_binary(), "mini", f"-dir={self.dir}", "-ip=127.0.0.1",
                 "-ip.bind=127.0.0.1", f"-s3.port={s3}", f"-master.port={master}",
                 f"-volume.port={volume}", f"-filer.port={filer}", f"-webdav.port={webdav}",
@@ -88,20 +121,15 @@ class LocalS3:
         if self.metrics:
             args.append(f"-metricsPort={metrics}")
         if self.s3_config is not None:
-            config_path = os.path.join(self.dir, "s3.json")
-            with open(config_path, "w") as handle:
-                json.dump(self.s3_config, handle)
-            args.append(f"-s3.config={config_path}")
-        log = open(self.log_path or os.path.join(self.dir, "weed.log"), "wb")
+            args.append(f"-s3.config={os.path.join(self.dir, 's3.json')}")
+        # appended to, so that a restart keeps the log of the first life
+        log = open(self.log_path or os.path.join(self.dir, "weed.log"), "ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, cwd=self.dir, env=env,
                                         start_new_session=True)
         log.close()
         self._wait_ready(timeout)
-        for bucket in self.buckets:
-            self.create_bucket(bucket)
-        return self
 
     def credentials(self):
         """An access key pair the server accepts (any pair without ``s3_config``)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Callable, Iterator, Optional, Union
+from typing import Callable, Dict, Iterator, Optional, Union
 
 from . import plan
 from .config import Config
@@ -25,8 +25,8 @@ from .store import Store
 
 class ListingIndex:
     """What the store holds under a prefix, from one listing read page by page (1,000
-    keys a request) into a temporary SQLite table, so memory stays bounded whatever the
-    number of keys.
+    keys a request): in a dict up to ``SPILL_AFTER`` keys, then moved to a temporary
+    SQLite table, so memory stays bounded whatever the number of keys.
 
     Pages are fetched only when a lookup needs them: a key that is present is answered
     as soon as its page has arrived; "absent" is answered only once the whole listing has
@@ -35,14 +35,26 @@ class ListingIndex:
     order would call present keys absent.
     """
 
+    SPILL_AFTER = 100_000
+
     def __init__(self, listing: Iterator[RemoteObject], path: str):
         self.listing = listing
+        self.path = path
         self.done = False
-        self.db = sqlite3.connect(path, isolation_level=None)
+        self.memory: Dict[str, RemoteObject] = {}
+        self.db: Optional[sqlite3.Connection] = None
+
+    def _spill(self) -> None:
+        self.db = sqlite3.connect(self.path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=OFF")
         self.db.execute("PRAGMA synchronous=OFF")
-        self.db.execute("CREATE TABLE IF NOT EXISTS remote (key TEXT PRIMARY KEY, size INTEGER,"
-                        " etag TEXT) WITHOUT ROWID")
+        self.db.execute("CREATE TABLE remote (key TEXT PRIMARY KEY, size INTEGER, etag TEXT)"
+                        " WITHOUT ROWID")
+        self._store(self.memory.values())
+        self.memory = {}
+
+    def _store(self, rows) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO remote VALUES (?, ?, ?)", rows)
 
     def _fetch_page(self) -> None:
         rows = []
@@ -52,21 +64,30 @@ class ListingIndex:
                 break
         else:
             self.done = True
-        if rows:
-            self.db.executemany("INSERT OR REPLACE INTO remote VALUES (?, ?, ?)", rows)
+        if self.db is None and len(self.memory) + len(rows) > self.SPILL_AFTER:
+            self._spill()
+        if self.db is not None:
+            self._store(rows)
+        else:
+            self.memory.update((row.key, row) for row in rows)
+
+    def _find(self, key: str) -> Optional[RemoteObject]:
+        if self.db is None:
+            return self.memory.get(key)
+        row = self.db.execute("SELECT key, size, etag FROM remote WHERE key=?",
+                              (key,)).fetchone()
+        return RemoteObject(*row) if row else None
 
     def lookup(self, key: str) -> Optional[RemoteObject]:
         while True:
-            row = self.db.execute("SELECT key, size, etag FROM remote WHERE key=?",
-                                  (key,)).fetchone()
-            if row is not None:
-                return RemoteObject(*row)
-            if self.done:
-                return None
+            found = self._find(key)
+            if found is not None or self.done:
+                return found
             self._fetch_page()
 
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
 
 
 Output = Union[Job, Result]

@@ -63,9 +63,14 @@ def bucket(request, s3):
     return name
 
 
+STATE_HOME = Path(os.environ.get("PYTEST_STATE_HOME", "/tmp/s3pput-test-state"))
+
+
 def cli_env(endpoint: str, **extra) -> Dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AWS_", "SPACES_", "S3PPUT_"))}
+    # journals of test runs go to a scratch place, never the user's home
+    env["XDG_STATE_HOME"] = str(STATE_HOME)
     env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
                AWS_REGION=REGION, AWS_ENDPOINT_URL=endpoint, AWS_CONFIG_FILE="/dev/null",
                AWS_SHARED_CREDENTIALS_FILE="/dev/null")

@@ -275,13 +275,15 @@ class FaultProxy:
     """An HTTP/1.1 reverse proxy on 127.0.0.1 that injects faults into chosen requests.
 
     Attributes: `port` and `url` once started; counters `requests`, `by_method`
-    and `faults_injected` (Counters, so a missing key reads 0). Fault settings
+    and `faults_injected` (Counters, so a missing key reads 0); with
+    `record_times=True`, `request_times` lists (time.monotonic() when the head
+    arrived, method) of every request, in arrival order. Fault settings
     may change at any time while it runs; they apply to requests whose head
     arrives afterwards. Precedence per request: blackhole, reset, fail, delay.
     A stopped proxy cannot be started again: make a new one.
     """
 
-    def __init__(self, target_port, *, target_host="127.0.0.1", seed=0):
+    def __init__(self, target_port, *, target_host="127.0.0.1", seed=0, record_times=False):
         if not _is_loopback(target_host):
             raise ValueError(f"FaultProxy only proxies to loopback, not {target_host!r}")
         self.target = (target_host, target_port)
@@ -292,6 +294,7 @@ class FaultProxy:
         self._listener = None
         self._threads = []
         self._conns = set()  # every open Conn, so stop() can wake their threads
+        self._record_times = record_times
         self.clear()
         self.reset_counters()
 
@@ -373,8 +376,15 @@ class FaultProxy:
         with self._lock:
             return collections.Counter(self._faults_injected)
 
+    @property
+    def request_times(self):
+        """[(monotonic seconds, method)] of each request so far (needs record_times=True)."""
+        with self._lock:
+            return list(self._times)
+
     def reset_counters(self):
         with self._lock:
+            self._times = []
             self._requests = 0
             self._by_method = collections.Counter()
             self._faults_injected = collections.Counter()
@@ -424,6 +434,8 @@ class FaultProxy:
         with self._lock:
             self._requests += 1
             self._by_method[method] += 1
+            if self._record_times:
+                self._times.append((time.monotonic(), method))
             # Always three draws, so later requests meet the same faults whatever is set.
             reset_draw, fail_draw, delay_draw = (self._random.random() for _ in range(3))
             if self._blackhole:

@@ -638,3 +638,30 @@ def test_tar_member_window_reads_and_seeks_within_the_member(tmp_path):
         assert window.read() == payload[-6:]
     finally:
         window.close()
+
+
+def test_listing_index_answers_present_keys_in_any_order_and_absent_ones_after_all(tmp_path):
+    from s3pput.jobs import RemoteObject
+    from s3pput.walker import ListingIndex
+
+    # the order SeaweedFS lists in: a directory's contents before a sibling file
+    listed = [RemoteObject(key, n, f"e{n}") for n, key in
+              enumerate(["photos/1.jpg", "photos-old", "photos.txt", "z"])]
+    pages = []
+
+    def listing():
+        for item in listed:
+            pages.append(item.key)
+            yield item
+
+    for spill_after in (100, 1):  # in memory, and spilled to SQLite
+        pages.clear()
+        index = ListingIndex(listing(), str(tmp_path / f"index-{spill_after}.sqlite"))
+        index.SPILL_AFTER = spill_after
+        assert index.lookup("photos-old") == listed[1]
+        assert index.lookup("photos.txt") == listed[2]
+        assert index.lookup("photos/1.jpg") == listed[0]
+        assert index.lookup("photos/2.jpg") is None  # absent: only after the whole listing
+        assert pages == [item.key for item in listed]
+        assert index.lookup("z") == listed[3]
+        index.close()
