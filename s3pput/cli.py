@@ -256,7 +256,7 @@ def exit_code(summary) -> int:
         return EXIT_FATAL
     if summary.get("interrupted"):
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if summary["failed"] else EXIT_OK
+    return EXIT_FAILED if summary["failed"] or summary.get("errors") else EXIT_OK
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -108,10 +108,14 @@ class Fatal(NamedTuple):
 
 
 class WalkerDone(NamedTuple):
-    """Walker -> statter: the walk ended (completely, or cut by --limit or a stop)."""
+    """Walker -> statter: the walk ended."""
 
     walked: int
-    complete: bool
+    cut: str = ""  # why it ended early: "" (it did not), CUT_LIMIT, CUT_STOP or an error
+
+
+CUT_LIMIT = "limit reached"
+CUT_STOP = "stopped"
 
 
 class Finish(NamedTuple):
@@ -119,6 +123,7 @@ class Finish(NamedTuple):
 
     interrupted: bool
     dead_putters: Tuple[int, ...]  # exit codes of putters that died
+    walker_code: Optional[int] = None  # the walker's exit code if it died
 
 
 # Put on the put_queue once per putter after the last job.

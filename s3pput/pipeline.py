@@ -2,19 +2,22 @@
 
 ::
 
-    walker ──(batches of Job)──> put_queue (bounded) ──> putter x N ──(Results)──┐
-       └──────────(Walked notes, walk-time Results, WalkerDone)────> stat_queue ─┴─> statter
+    walker ──(batches of Job)──> PutQueues (one bounded queue per putter) ──> putter x N
+       │                                                                       │
+       └──(Walked notes, walk-time Results, WalkerDone)──> stat_queue <──(Results)┘──> statter
 
 * The **walker** announces every job to the statter (``Walked``) *before* queueing it,
-  so the statter can always name a job that never got a result.
+  so the statter can always name a job that never got a result. It decides what
+  metadata alone decides (``walker.skip_early``); only the rest travels to putters.
 * Each **putter** owns one boto3 client, made inside the process, and keeps
   ``cfg.inflight`` requests in flight with threads sharing that client.
 * The **statter** owns all counters and all output.
 * The main process only starts, watches and stops: on Ctrl+C/SIGTERM it sets ``stop``;
   workers ignore those signals and wind down themselves (in-flight uploads finish or are
-  abandoned unrecorded within a few seconds); a putter that dies is noticed. When every
-  worker has exited, main sends ``Finish`` and the statter reconciles: every announced job
-  without a result is counted FAILED with the reason, so the counts always add up.
+  abandoned unrecorded within a few seconds); a worker that dies is noticed, the others
+  go on (or are told to stop), and the run exits 1. When every worker has exited, main
+  sends ``Finish`` and the statter reconciles: every announced job without a result is
+  counted FAILED with the reason, so the counts always add up.
 """
 
 from __future__ import annotations
@@ -33,7 +36,20 @@ from typing import Dict, List, Optional
 
 from .config import Config
 from .errors import FatalError
-from .jobs import FAILED, STOP, Fatal, Finish, Job, Note, Result, Results, Walked, WalkerDone
+from .jobs import (
+    CUT_LIMIT,
+    CUT_STOP,
+    FAILED,
+    STOP,
+    Fatal,
+    Finish,
+    Job,
+    Note,
+    Result,
+    Results,
+    Walked,
+    WalkerDone,
+)
 from .journal import Journal
 from .reports import open_reports, preview_mime
 from .stats import Log, Progress, Stats, human_summary, json_summary
@@ -44,25 +60,29 @@ BATCH_JOBS = 64  # jobs per put_queue message (fewer, larger messages cost less 
 BATCH_BYTES = 8 * 1024 * 1024  # ... but never more bytes than one part in one batch
 BATCH_SECONDS = 0.05  # a partial batch waits at most this long
 RESULT_FLUSH_SECONDS = 0.1
-STOP_GRACE_SECONDS = 4.0
-STAT_QUEUE_MESSAGES = 512  # after a stop, workers have this long before they are killed
+STOP_GRACE_SECONDS = 4.0  # after a stop, workers have this long before they are killed
+STAT_QUEUE_MESSAGES = 512
+PUT_QUEUE_BATCHES = 2  # batches waiting per putter
 
 
-def _die_with_parent() -> None:
-    """Linux: get SIGKILL if the main process dies, so no orphan is ever left behind."""
+def _linux_process_setup(role: str) -> None:
+    """Linux: get SIGKILL if the main process dies, so no orphan is ever left behind; and
+    name the process after its role (``ps``, ``top`` and ``/proc/PID/comm`` show
+    ``s3pput-walker``, ``s3pput-putter``, ``s3pput-statter``)."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        libc.prctl(15, f"s3pput-{role}".encode()[:15])  # PR_SET_NAME
     except (OSError, AttributeError):
         pass
 
 
-def _worker_setup() -> None:
+def _worker_setup(role: str) -> None:
     # The main process coordinates shutdown; workers must not die half-way through a
     # request because the terminal sent the whole process group a Ctrl+C.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _die_with_parent()
+    _linux_process_setup(role)
 
 
 def _make_store(cfg: Config, pool_size: int, *, fast: bool = False) -> Store:
@@ -76,22 +96,65 @@ def _make_store(cfg: Config, pool_size: int, *, fast: bool = False) -> Store:
                  verify_ssl=cfg.verify_ssl)
 
 
-def _put_until_stopped(q, item, stop) -> bool:
-    """Put ITEM on Q unless STOP is set first; return whether it was put."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.2)
-            return True
-        except queue.Full:
-            continue
-    return False
+class PutQueues:
+    """One bounded queue per putter, and which putters are alive.
+
+    Not one shared queue: a ``multiprocessing.Queue``'s read lock is held by whichever
+    reader waits on it, and a putter killed while holding it would block every other
+    putter forever. With one reader per queue, a dead putter only loses what was queued
+    for it (the statter names those jobs), and the walker sends to the live ones.
+    """
+
+    def __init__(self, ctx, count: int):
+        self.queues = [ctx.Queue(maxsize=PUT_QUEUE_BATCHES) for _ in range(count)]
+        self.alive = ctx.Array("b", [1] * count, lock=False)
+        self.next = 0
+
+    def send(self, item, stop) -> bool:
+        """Give ITEM to a live putter with room (waiting while all are busy); False if
+        the run stops or no putter is left."""
+        count = len(self.queues)
+        while not stop.is_set():
+            if not any(self.alive):
+                return False
+            for step in range(count):
+                index = (self.next + step) % count
+                if not self.alive[index]:
+                    continue
+                try:
+                    self.queues[index].put_nowait(item)
+                except queue.Full:
+                    continue
+                self.next = (index + 1) % count
+                return True
+            time.sleep(0.005)
+        return False
+
+    def send_stops(self, stop) -> None:
+        """Tell every live putter that no more jobs come."""
+        for index, q in enumerate(self.queues):
+            while self.alive[index] and not stop.is_set():
+                try:
+                    q.put(STOP, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+
+    def mark_dead(self, index: int) -> None:
+        self.alive[index] = 0
+
+    def abandon(self) -> None:
+        """At exit: do not wait to flush items to queues that nobody will read."""
+        for index, q in enumerate(self.queues):
+            if not self.alive[index]:
+                q.cancel_join_thread()
 
 
 # -- walker --------------------------------------------------------------------------------
 
-def walker_main(cfg: Config, can_list: bool, spool_dir: str, put_queue, stat_queue, stop,
-                slots_value) -> None:
-    _worker_setup()
+def walker_main(cfg: Config, can_list: bool, spool_dir: str, put_queues: PutQueues,
+                stat_queue, stop, slots_value) -> None:
+    _worker_setup("walker")
     from .walker import Walker
 
     journal = Journal(cfg.state_file, write=False) if cfg.state_file else None
@@ -105,7 +168,7 @@ def walker_main(cfg: Config, can_list: bool, spool_dir: str, put_queue, stat_que
     else:
         store = _make_store(cfg, 2) if cfg.put != "stupid" else None
         walker = Walker(cfg, store, spool_dir=spool_dir, **options)
-    walked, complete = 0, True
+    walked, cut = 0, ""
     batch: List[Job] = []
     done_here: List[Result] = []  # outcomes the walker knows already (skips, walk errors)
     batch_bytes = 0
@@ -120,17 +183,17 @@ def walker_main(cfg: Config, can_list: bool, spool_dir: str, put_queue, stat_que
         stat_queue.put(Walked(tuple((i.seq, i.display, i.key, i.size) for i in items)))
         if done_here:
             stat_queue.put(Results(tuple(done_here)))
-        ok = _put_until_stopped(put_queue, tuple(batch), stop) if batch else True
+        ok = put_queues.send(tuple(batch), stop) if batch else True
         batch, batch_bytes, done_here = [], 0, []
         return ok
 
     try:
         for item in walker.jobs():
             if stop.is_set():
-                complete = False
+                cut = CUT_STOP
                 break
             if slots_value is not None and slots_value.value <= 0:
-                complete = False  # --limit reached: walking further is pointless
+                cut = CUT_LIMIT  # walking further is pointless
                 break
             walked += 1
             if not batch and not done_here:
@@ -143,35 +206,32 @@ def walker_main(cfg: Config, can_list: bool, spool_dir: str, put_queue, stat_que
             if (len(batch) + len(done_here) >= BATCH_JOBS or batch_bytes >= BATCH_BYTES
                     or time.monotonic() - batch_started > BATCH_SECONDS):
                 if not flush():
-                    complete = False
+                    cut = CUT_STOP if stop.is_set() else "no putter process is left"
                     break
         else:
             if not flush():
-                complete = False
+                cut = CUT_STOP if stop.is_set() else "no putter process is left"
     except FatalError as err:
         stat_queue.put(Fatal(str(err)))
         stop.set()
-        complete = False
+        cut = CUT_STOP
     except Exception as err:  # noqa: BLE001 - report, then the run ends with what it has
-        stat_queue.put(Note("error", f"walking stopped: {type(err).__name__}: {err}"))
-        complete = False
+        cut = f"walking stopped: {type(err).__name__}: {err}"
     if (batch or done_here) and not stop.is_set():
         flush()
-    stat_queue.put(WalkerDone(walked, complete))
-    for _ in range(cfg.processes):
-        if not _put_until_stopped(put_queue, STOP, stop):
-            break
-    if stop.is_set():
-        # Nobody may read the rest: do not block exit flushing it.
-        put_queue.cancel_join_thread()
+    stat_queue.put(WalkerDone(walked, cut))
+    put_queues.send_stops(stop)
+    put_queues.abandon()
 
 
 # -- putter --------------------------------------------------------------------------------
 
-def putter_main(cfg: Config, put_queue, stat_queue, stop, slots_value) -> None:
-    _worker_setup()
+def putter_main(cfg: Config, index: int, put_queues: PutQueues, stat_queue, stop,
+                slots_value, rate_state) -> None:
+    _worker_setup("putter")
+    put_queue = put_queues.queues[index]
     store = _make_store(cfg, cfg.inflight + 2, fast=True)
-    transfer = Transfer(cfg, store, UploadSlots(slots_value), stop)
+    transfer = Transfer(cfg, store, UploadSlots(slots_value), stop, rate_state)
     local: "queue.Queue[Optional[Job]]" = queue.Queue(maxsize=cfg.inflight)
     pending: List[Result] = []
     lock = threading.Lock()
@@ -260,7 +320,7 @@ def _drain(local: "queue.Queue") -> None:
 # -- statter -------------------------------------------------------------------------------
 
 def statter_main(cfg: Config, stat_queue, reply) -> None:
-    _worker_setup()
+    _worker_setup("statter")
     # Paths that are not valid UTF-8 (surrogate-escaped) must print, not kill the statter.
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(errors="backslashreplace")
@@ -306,8 +366,10 @@ def statter_main(cfg: Config, stat_queue, reply) -> None:
             if stats.fatal is None:
                 stats.fatal = message.text
         elif isinstance(message, WalkerDone):
-            stats.walk_complete = message.complete
+            stats.walk_complete = not message.cut
             stats.walk_finished = True
+            if message.cut not in ("", CUT_LIMIT, CUT_STOP):
+                stats.errors.append(message.cut)
         elif isinstance(message, Finish):
             break
         progress.update(stats)
@@ -316,23 +378,16 @@ def statter_main(cfg: Config, stat_queue, reply) -> None:
         if closable is not None:
             closable.close()
     stats.interrupted = message.interrupted
+    for code in message.dead_putters:
+        stats.errors.append(f"a putter process died (exit code {code})")
+    if message.walker_code is not None:
+        stats.errors.append(f"the walker process died (exit code {message.walker_code}); "
+                            "the walk is incomplete")
+        stats.walk_complete = False
+    for error in stats.errors:
+        log.error(error)
     if outstanding:
-        if message.interrupted or stats.fatal:
-            why = "not finished: the run was stopped"
-        elif message.dead_putters:
-            why = "lost: its putter process died (exit code " + \
-                ", ".join(str(code) for code in message.dead_putters) + ")"
-        else:
-            why = "lost: no result was received"
-        if len(outstanding) > 20:
-            log.error(f"{len(outstanding):,} files {why}")
-        for seq, (display, key, size) in sorted(outstanding.items()):
-            result = Result(seq, display, key, FAILED, why, size=size)
-            stats.count(result)
-            if len(outstanding) <= 20:
-                report(log, cfg, result)
-            else:
-                log._to_file("error", f"failed {display} -> {key}: {why}")
+        reconcile(log, cfg, stats, outstanding, message)
     summary = stats.as_dict()
     if stats.fatal:
         log.error(stats.fatal)
@@ -344,6 +399,32 @@ def statter_main(cfg: Config, stat_queue, reply) -> None:
     log.close()
     reply.send(summary)
     reply.close()
+
+
+def reconcile(log: Log, cfg: Config, stats: Stats, outstanding: Dict[int, tuple],
+              finish: Finish) -> None:
+    """Count every announced job that got no result as FAILED, with the reason.
+
+    Lost jobs (a worker died) are named one by one, like any failure; jobs a stop left
+    unstarted are counted in one line (and named in the log file and --json)."""
+    stopped = finish.interrupted or stats.fatal
+    if stopped:
+        why = "not finished: the run was stopped"
+        log.error(f"{len(outstanding):,} files {why}")
+    elif finish.dead_putters:
+        why = "lost: its putter process died (exit code " + \
+            ", ".join(str(code) for code in finish.dead_putters) + ")"
+    elif finish.walker_code is not None:
+        why = "lost: the walker process died before it was queued"
+    else:
+        why = "lost: no result was received"
+    for seq, (display, key, size) in sorted(outstanding.items()):
+        result = Result(seq, display, key, FAILED, why, size=size)
+        stats.count(result)
+        if stopped:
+            log._to_file("error", f"failed {display} -> s3://{cfg.bucket}/{key}: {why}")
+        else:
+            report(log, cfg, result)
 
 
 def report(log: Log, cfg: Config, result: Result) -> None:
@@ -399,7 +480,8 @@ def run(cfg: Config) -> Dict:
     """Run the whole pipeline; return the final summary (see ``Stats.as_dict``)."""
     can_list = preflight(cfg)
     ctx = multiprocessing.get_context("fork")
-    put_queue = ctx.Queue(maxsize=max(2, cfg.processes * 2))
+    put_queues = PutQueues(ctx, cfg.processes)
+    rate_state = ctx.Value("d", 0.0) if cfg.max_rate else None
     # Bounded too: if the statter falls behind, workers wait instead of buffering
     # without limit (a million results must not pile up in memory).
     stat_queue = ctx.Queue(maxsize=STAT_QUEUE_MESSAGES)
@@ -410,9 +492,9 @@ def run(cfg: Config) -> Dict:
     statter = ctx.Process(target=statter_main, name="s3pput-statter",
                           args=(cfg, stat_queue, reply_send))
     walker = ctx.Process(target=walker_main, name="s3pput-walker",
-                         args=(cfg, can_list, spool_dir, put_queue, stat_queue, stop, slots))
+                         args=(cfg, can_list, spool_dir, put_queues, stat_queue, stop, slots))
     putters = [ctx.Process(target=putter_main, name=f"s3pput-putter-{n}",
-                           args=(cfg, put_queue, stat_queue, stop, slots))
+                           args=(cfg, n, put_queues, stat_queue, stop, slots, rate_state))
                for n in range(cfg.processes)]
     workers = [walker, *putters]
     interrupted = False
@@ -421,11 +503,11 @@ def run(cfg: Config) -> Dict:
             statter.start()
             for process in workers:
                 process.start()
-            dead = _watch(walker, putters, stop, statter)
+            dead, walker_code = _watch(walker, putters, put_queues, stop, statter)
             interrupted = interrupt.count > 0
     except KeyboardInterrupt:
         interrupted = True
-        dead = []
+        dead, walker_code = [], None
         for process in workers:
             if process.is_alive():
                 process.kill()
@@ -436,7 +518,7 @@ def run(cfg: Config) -> Dict:
                 process.kill()
                 process.join()
         shutil.rmtree(spool_dir, ignore_errors=True)
-    stat_queue.put(Finish(interrupted, tuple(dead)))
+    stat_queue.put(Finish(interrupted, tuple(dead), walker_code))
     summary = None
     while statter.is_alive() or reply_recv.poll():
         if reply_recv.poll(0.2):
@@ -451,23 +533,23 @@ def run(cfg: Config) -> Dict:
     return summary
 
 
-def _watch(walker, putters, stop, statter) -> List[int]:
-    """Wait for every worker to end; enforce the stop grace period; return the exit codes
-    of putters that died."""
+def _watch(walker, putters, put_queues: PutQueues, stop, statter):
+    """Wait for every worker to end; enforce the stop grace period; deal with workers
+    that die. Return (exit codes of dead putters, the walker's exit code if it died)."""
     stop_seen_at = None
+    idle_since = None  # when the last putter ended while the walker still ran
     dead: List[int] = []
-    reported = set()
+    walker_code = None
     while walker.is_alive() or any(p.is_alive() for p in putters):
         time.sleep(0.05)
-        for process in putters:
-            code = process.exitcode
-            if code not in (None, 0) and process.pid not in reported:
-                reported.add(process.pid)
-                dead.append(code)
-        if putters and all(not p.is_alive() for p in putters) and walker.is_alive():
-            # Nobody is left to take jobs: stop the walker (its announced jobs are
-            # reconciled as lost).
-            walker.kill()
+        for index, process in enumerate(putters):
+            if process.exitcode not in (None, 0) and put_queues.alive[index]:
+                put_queues.mark_dead(index)
+                dead.append(process.exitcode)
+        if walker.exitcode not in (None, 0) and walker_code is None:
+            # The walker died: nobody else will tell the putters that no more jobs come.
+            walker_code = walker.exitcode
+            put_queues.send_stops(stop)
         if not statter.is_alive():
             # Without the statter nobody can count or report: stop everything.
             for process in (walker, *putters):
@@ -475,13 +557,22 @@ def _watch(walker, putters, stop, statter) -> List[int]:
                     process.kill()
             raise FatalError(f"the statter process died (exit code {statter.exitcode}); "
                              "the outcome is unknown")
+        if walker.is_alive() and not any(p.is_alive() for p in putters):
+            # Nobody is left to take jobs (or the walker hangs flushing to a dead putter):
+            # stop the walker; its announced jobs are reconciled as lost.
+            idle_since = idle_since or time.monotonic()
+            if time.monotonic() - idle_since > 2.0:
+                walker.kill()
         if stop.is_set():
             stop_seen_at = stop_seen_at or time.monotonic()
             if time.monotonic() - stop_seen_at > STOP_GRACE_SECONDS:
                 for process in (walker, *putters):
                     if process.is_alive():
                         process.kill()
-    for process in putters:
-        if process.exitcode not in (None, 0) and process.pid not in reported:
+    for index, process in enumerate(putters):
+        if process.exitcode not in (None, 0) and put_queues.alive[index]:
+            put_queues.mark_dead(index)
             dead.append(process.exitcode)
-    return dead
+    if walker.exitcode not in (None, 0) and walker_code is None:
+        walker_code = walker.exitcode
+    return dead, walker_code

@@ -13,6 +13,7 @@ unreadable directories, files that vanished.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -66,6 +67,8 @@ def file_entry(path: str, parts: Tuple[str, ...], *, follow_symlinks: bool,
         reason = "broken symbolic link" if os.path.islink(path) else "vanished while walking"
         return _problem(parts, path, reason, FAILED)
     except OSError as err:
+        if err.errno == errno.ELOOP:
+            return _problem(parts, path, "symbolic link loop, not followed", SKIPPED)
         return _problem(parts, path, f"cannot stat: {err.strerror or err}", FAILED)
     if not stat.S_ISREG(info.st_mode):
         return _problem(parts, path, f"{_special_kind(info.st_mode)}, not a regular file",

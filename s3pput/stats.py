@@ -176,6 +176,7 @@ class Stats:
         self.walk_finished = False  # the walker has said it is done
         self.interrupted = False
         self.fatal: Optional[str] = None
+        self.errors: List[str] = []  # problems of the run itself (a worker died...)
 
     @property
     def done(self) -> int:
@@ -219,6 +220,7 @@ class Stats:
             "walk_complete": self.walk_complete,
             "interrupted": self.interrupted,
             "fatal": self.fatal,
+            "errors": self.errors,
         }
 
 

@@ -44,20 +44,23 @@ class UploadSlots:
 
 
 class RateLimiter:
-    """At most RATE requests per second from this process (None: no limit)."""
+    """At most RATE requests per second from all putters together (None: no limit).
 
-    def __init__(self, rate: Optional[float]):
+    SHARED is a ``multiprocessing.Value("d")`` holding the next free time slot
+    (``time.monotonic`` is one clock for every process), so the cap holds however the
+    jobs happen to be spread over the putters."""
+
+    def __init__(self, rate: Optional[float], shared=None):
         self.interval = 1.0 / rate if rate else 0.0
-        self.lock = threading.Lock()
-        self.next_at = 0.0
+        self.shared = shared
 
     def wait(self) -> None:
-        if not self.interval:
+        if not self.interval or self.shared is None:
             return
-        with self.lock:
+        with self.shared.get_lock():
             now = time.monotonic()
-            at = max(now, self.next_at)
-            self.next_at = at + self.interval
+            at = max(now, self.shared.value)
+            self.shared.value = at + self.interval
         if at > now:
             time.sleep(at - now)
 
@@ -86,14 +89,15 @@ class Breaker:
                 return
             now = time.monotonic()
             if now < self.open_until:
-                raise TransientError(f"not attempted: the store is unreachable "
-                                     f"({self.reason})")
+                raise Unreachable(f"not attempted: the store is unreachable ({self.reason})")
             self.open_until = now + self.PAUSE  # let this one job probe
 
     def record(self, error: Optional[BaseException]) -> None:
         with self.lock:
             if error is None:
                 self.failures = 0
+            elif isinstance(error, Unreachable):
+                return  # our own fast failure is no news about the store
             elif isinstance(error, TransientError) and _is_connection_error(error):
                 self.failures += 1
                 self.reason = error.message
@@ -101,11 +105,15 @@ class Breaker:
                     self.open_until = max(self.open_until, time.monotonic() + self.PAUSE)
 
 
+class Unreachable(TransientError):
+    """A job failed fast by the ``Breaker``, without a request."""
+
+
 def _is_connection_error(error: TransientError) -> bool:
     text = error.message
     return any(name in text for name in ("EndpointConnectionError", "ConnectionClosedError",
                                          "ConnectTimeoutError", "ReadTimeoutError",
-                                         "HTTPClientError", "unreachable"))
+                                         "HTTPClientError"))
 
 
 class Changed(FileError):
@@ -219,12 +227,12 @@ class Transfer:
     """Runs jobs against a store; one per putter process, shared by its threads."""
 
     def __init__(self, cfg: Config, store: Store, slots: UploadSlots,
-                 stop: Optional[threading.Event] = None):
+                 stop: Optional[threading.Event] = None, rate_state=None):
         self.cfg = cfg
         self.store = store
         self.slots = slots
         self.stop = stop
-        self.rate = RateLimiter(cfg.max_rate / cfg.processes if cfg.max_rate else None)
+        self.rate = RateLimiter(cfg.max_rate, rate_state)
         self.breaker = Breaker()
 
     def put_params(self, payload: Payload) -> Dict:

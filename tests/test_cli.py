@@ -32,8 +32,8 @@ from typing import Dict, Tuple
 
 import boto3.s3.transfer
 import pytest
-
 from conftest import ROOT, body_of, keys_of, make_s3_client, make_tree
+
 from devtools.locals3 import LocalS3
 from s3pput.digest import digest_bytes
 

@@ -23,7 +23,6 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from faultproxy import FaultProxy  # noqa: E402
 
-
 # The target: a tiny HTTP/1.1 server that records what reaches it
 
 

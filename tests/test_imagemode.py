@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
-from PIL import Image, ImageOps, ImageStat
-
 from conftest import body_of, keys_of, make_tree
+from PIL import Image, ImageOps, ImageStat
 
 MANIFEST = ".s3pput-manifest.json"
 PORTRAIT = (300, 450)  # 2:3, like the default 200x300 thumbnail box
