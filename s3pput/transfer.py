@@ -137,6 +137,8 @@ class Payload:
         self.multipart = job.size > cfg.multipart_threshold
         self.data: Optional[bytes] = None  # whole (stored) body, single PUT only
         self.local_md5 = ""
+        self._body: Optional[bytes] = None
+        self._body_md5: Optional[bytes] = None
         self.stat0: Optional[os.stat_result] = None
         self._open()
         kind = sniff_image(self.head) if job.thumbnail_keys else None
@@ -179,10 +181,17 @@ class Payload:
 
     # -- the stored body -------------------------------------------------------------
     def body(self) -> bytes:
+        """The stored body of a single PUT (made once)."""
         assert self.data is not None
-        if self.gzip:
-            return gzip_bytes(self.data)
-        return self.data
+        if self._body is None:
+            self._body = gzip_bytes(self.data) if self.gzip else self.data
+        return self._body
+
+    def body_md5(self) -> bytes:
+        """The raw MD5 of ``body()`` (computed once: large originals are costly)."""
+        if self._body_md5 is None:
+            self._body_md5 = hashlib.md5(self.body()).digest()
+        return self._body_md5
 
     def stream(self) -> BinaryIO:
         """A fresh stream of the stored body (multipart)."""
@@ -192,6 +201,7 @@ class Payload:
     def digest(self, part_size: int) -> Digest:
         if not self.multipart:
             digest = digest_bytes(self.body(), part_size)
+            self._body_md5 = bytes.fromhex(digest.md5)
         else:
             digest = digest_stream(self.stream(), part_size)
         if not self.gzip:
@@ -212,10 +222,10 @@ class Payload:
             self.local_md5 = whole.hexdigest()
 
     def known_md5(self) -> str:
-        """Hex MD5 of the local content (before gzip) if it was computed on the way;
-        never re-reads the file just for this."""
-        if not self.local_md5 and self.data is not None:
-            self.local_md5 = hashlib.md5(self.data).hexdigest()
+        """Hex MD5 of the local content (before gzip) if it was computed on the way, or
+        is free (the body's MD5 without gzip); never re-reads or re-hashes for this."""
+        if not self.local_md5 and self.data is not None and not self.gzip:
+            self.local_md5 = self.body_md5().hex()
         return self.local_md5
 
     def mtime_ns(self) -> int:
@@ -344,7 +354,9 @@ class Transfer:
         self.rate.wait()
         if not payload.multipart:
             body = payload.body()
-            return self.store.put(job.key, body, params, path=job.display), len(body)
+            etag = self.store.put(job.key, body, params, md5=payload.body_md5(),
+                                  path=job.display)
+            return etag, len(body)
         sent = [0]
 
         def counted_parts():
