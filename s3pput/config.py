@@ -79,7 +79,7 @@ class Config:
     multipart_threshold: int = 8 * MiB
     part_size: int = 8 * MiB
     retries: int = 8
-    fast_put: bool = True  # single-part PUTs try the lean path first (store.FastLane)
+    fast_put: bool = True  # single-part PUTs try the lean path first (fastput)
     timeout: float = 60.0
     max_rate: Optional[float] = None  # requests per second, all putters together
     follow_symlinks: bool = False

@@ -36,6 +36,7 @@ from typing import Dict, List, Optional
 
 from .config import Config
 from .errors import FatalError
+from .fastput import proxy_configured
 from .jobs import (
     CUT_LIMIT,
     CUT_STOP,
@@ -53,7 +54,7 @@ from .jobs import (
 from .journal import Journal
 from .reports import open_reports, preview_mime
 from .stats import Log, Progress, Stats, human_summary, json_summary
-from .store import DryRunStore, FastLane, Store, make_client
+from .store import DryRunStore, Store, make_client
 from .transfer import Transfer, UploadSlots
 
 BATCH_JOBS = 64  # jobs per put_queue message (fewer, larger messages cost less CPU)
@@ -92,8 +93,8 @@ def _make_store(cfg: Config, pool_size: int, *, fast: bool = False) -> Store:
 
     if cfg.dry_run:
         return DryRunStore(factory, cfg.bucket)
-    return Store(factory, cfg.bucket, fast=fast and FastLane.usable(cfg), timeout=cfg.timeout,
-                 verify_ssl=cfg.verify_ssl)
+    return Store(factory, cfg.bucket, fast=fast and cfg.fast_put and not proxy_configured(),
+                 timeout=cfg.timeout, verify_ssl=cfg.verify_ssl)
 
 
 class PutQueues:

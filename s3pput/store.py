@@ -10,24 +10,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import ipaddress
-import os
-import ssl
 import threading
-import time
 from typing import Callable, Dict, Iterable, Iterator, List, Optional
-from urllib.parse import quote, urlparse, urlsplit
+from urllib.parse import urlparse
 
 import boto3
-import botocore.auth
-import botocore.awsrequest
 import botocore.config
 import botocore.exceptions
-import botocore.httpsession
 
 from .config import Config
 from .errors import ConfigError, FileError, S3pputError, TransientError
+from .fastput import FastPut
 from .jobs import RemoteObject
 
 # Error codes that say the run cannot go on at all, whatever the file.
@@ -156,152 +150,20 @@ def md5_b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-# PutObject parameters the fast lane can send as plain headers.
-FAST_HEADERS = {
-    "ContentType": "Content-Type",
-    "ContentEncoding": "Content-Encoding",
-    "CacheControl": "Cache-Control",
-    "ContentDisposition": "Content-Disposition",
-    "ContentLanguage": "Content-Language",
-    "ACL": "x-amz-acl",
-    "ServerSideEncryption": "x-amz-server-side-encryption",
-    "StorageClass": "x-amz-storage-class",
-    "Tagging": "x-amz-tagging",
-    "WebsiteRedirectLocation": "x-amz-website-redirect-location",
-}
-THROTTLE_STATUSES = (429, 503)
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
-                   "all_proxy")
-
-
-class FastLane:
-    """A lean first attempt for single-part PutObject, using the client's own credentials,
-    region, endpoint, addressing and botocore's SigV4 signer, over one keep-alive
-    connection per thread.
-
-    Why: for small files the botocore request pipeline (events, endpoint rules, user
-    agent, parsing) costs about 1 ms of CPU per PUT, four times the request itself; that
-    is what limits small-file throughput. The fast lane costs about 0.3 ms.
-
-    Promise: it either stores the object and returns its ETag, or returns None and the
-    caller sends the request through the full boto3 client, with its retries, error
-    parsing and adaptive rate limiting. Any surprise (an error status, a reset, a
-    timeout) returns None; a throttling answer also closes the lane for a while, so
-    that throttled traffic is paced by boto3's adaptive retry mode.
-    """
-
-    PAUSE_AFTER_THROTTLE = 10.0
-
-    def __init__(self, client, bucket: str, timeout: float, verify_ssl: bool):
-        self.client = client
-        url = client.generate_presigned_url("put_object",
-                                            Params={"Bucket": bucket, "Key": "K"})
-        parts = urlsplit(url)
-        self.scheme, self.netloc = parts.scheme, parts.netloc
-        self.host, self.port = parts.hostname, parts.port
-        self.path_prefix = parts.path[:-1]  # everything before the key
-        self.region = client.meta.region_name or "us-east-1"
-        self.timeout = timeout
-        self.ssl_context = None
-        if self.scheme == "https":
-            self.ssl_context = ssl.create_default_context(
-                cafile=botocore.httpsession.get_cert_path(True))
-            if not verify_ssl:
-                self.ssl_context.check_hostname = False
-                self.ssl_context.verify_mode = ssl.CERT_NONE
-        self.local = threading.local()
-        self.closed_until = 0.0
-
-    @staticmethod
-    def usable(cfg: Config) -> bool:
-        """The lane skips botocore's proxy support, so it stays off when a proxy is set."""
-        return cfg.fast_put and not any(os.environ.get(name) for name in PROXY_VARIABLES)
-
-    def _connection(self) -> http.client.HTTPConnection:
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            if self.scheme == "https":
-                conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
-                                                   context=self.ssl_context)
-            else:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-            self.local.conn = conn
-        if conn.sock is None:
-            conn.connect()
-        return conn
-
-    def _drop_connection(self) -> None:
-        conn = getattr(self.local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self.local.conn = None
-
-    def put(self, key: str, data: bytes, md5: bytes, params: Dict) -> Optional[str]:
-        """Put DATA under KEY; return the ETag, or None to say "use the full client"."""
-        if time.monotonic() < self.closed_until:
-            return None
-        headers = {"Content-MD5": md5_b64(md5)}
-        for name, value in params.items():
-            if name == "Metadata":
-                headers.update({f"x-amz-meta-{k}": v for k, v in value.items()})
-            elif name in FAST_HEADERS:
-                headers[FAST_HEADERS[name]] = value
-            else:
-                return None  # e.g. Expires: let botocore format it
-        if not all(isinstance(v, str) and v.isascii() for v in headers.values()):
-            return None
-        path = self.path_prefix + quote(key, safe="/~")
-        request = botocore.awsrequest.AWSRequest(
-            method="PUT", url=f"{self.scheme}://{self.netloc}{path}", data=data,
-            headers=headers)
-        request.context["client_config"] = self.client.meta.config  # unsigned payload
-        credentials = self.client._request_signer._credentials
-        if credentials is None:
-            return None
-        botocore.auth.S3SigV4Auth(credentials.get_frozen_credentials(), "s3",
-                                  self.region).add_auth(request)
-        head = [f"PUT {path} HTTP/1.1", f"Host: {self.netloc}",
-                f"Content-Length: {len(data)}"]
-        head.extend(f"{name}: {value}" for name, value in request.headers.items())
-        message = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data
-        for attempt in (1, 2):
-            reused = getattr(self.local, "conn", None) is not None and \
-                self.local.conn.sock is not None
-            try:
-                conn = self._connection()
-                conn.sock.sendall(message)
-                response = http.client.HTTPResponse(conn.sock, method="PUT")
-                response.begin()
-                response.read()
-            except (OSError, http.client.HTTPException):
-                self._drop_connection()
-                if reused and attempt == 1:
-                    continue  # the server closed an idle keep-alive connection: once more
-                return None
-            if response.will_close:
-                self._drop_connection()
-            if response.status == 200:
-                return (response.getheader("ETag") or "").strip('"') or md5.hex()
-            if response.status in THROTTLE_STATUSES:
-                self.closed_until = time.monotonic() + self.PAUSE_AFTER_THROTTLE
-            return None
-        return None
-
-
 class Store:
     """The S3 store: the few operations s3pput needs, with errors translated."""
 
     def __init__(self, client_factory: Callable[[], object], bucket: str, *,
                  fast: bool = False, timeout: float = 60.0, verify_ssl: bool = True):
         """CLIENT_FACTORY makes the boto3 client on first use (a dry run that only
-        records never pays for one). FAST: try ``FastLane`` first for single-part PUTs."""
+        records never pays for one). FAST: try ``fastput.FastPut`` first for single-part PUTs."""
         self.client_factory = client_factory
         self.bucket = bucket
         self.fast = fast
         self.timeout = timeout
         self.verify_ssl = verify_ssl
         self._client = None
-        self._fast_lane: Optional[FastLane] = None
+        self._fast_lane: Optional[FastPut] = None
         self._lock = threading.Lock()
 
     @property
@@ -311,12 +173,12 @@ class Store:
                 if self._client is None:
                     self._client = self.client_factory()
                     if self.fast:
-                        self._fast_lane = FastLane(self._client, self.bucket, self.timeout,
-                                                   self.verify_ssl)
+                        self._fast_lane = FastPut(self._client, self.bucket, self.timeout,
+                                                  self.verify_ssl)
         return self._client
 
     @property
-    def fast_lane(self) -> Optional[FastLane]:
+    def fast_lane(self) -> Optional[FastPut]:
         return self._fast_lane if self.client is not None else None
 
     def _fail(self, err: BaseException, op: str, key: str = "", path: str = ""):

@@ -49,6 +49,22 @@ def make_s3_client(endpoint: str, access_key: str = ACCESS_KEY, secret_key: str 
             response_checksum_validation="when_required"))
 
 
+AUTH_KEY, AUTH_SECRET = "AKTESTAUTH", "secret-of-the-auth-server"
+
+
+@pytest.fixture(scope="session")
+def authserver(s3server):
+    """A second server that enforces credentials (AUTH_KEY/AUTH_SECRET)."""
+    identities = {"identities": [{
+        "name": "admin",
+        "credentials": [{"accessKey": AUTH_KEY, "secretKey": AUTH_SECRET}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+    server = LocalS3(s3_config=identities).start()
+    yield server
+    server.kill()  # nothing to keep: SIGKILL saves the seconds a graceful stop takes
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def s3(s3server):
     return make_s3_client(s3server.endpoint)

@@ -32,9 +32,8 @@ from typing import Dict, Tuple
 
 import boto3.s3.transfer
 import pytest
-from conftest import ROOT, body_of, keys_of, make_s3_client, make_tree
+from conftest import AUTH_KEY, AUTH_SECRET, ROOT, body_of, keys_of, make_s3_client, make_tree
 
-from devtools.locals3 import LocalS3
 from s3pput.digest import digest_bytes
 
 MiB = 1024 * 1024
@@ -712,21 +711,6 @@ def test_s3pput_bad_option_value_exit_2(cli, bucket, s3, src, option):
 
 
 # -- credentials ---------------------------------------------------------------------------
-
-AUTH_KEY, AUTH_SECRET = "AKTESTAUTH", "secret-of-the-auth-server"
-
-
-@pytest.fixture(scope="module")
-def authserver(s3server):
-    identities = {"identities": [{
-        "name": "admin",
-        "credentials": [{"accessKey": AUTH_KEY, "secretKey": AUTH_SECRET}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
-    server = LocalS3(s3_config=identities).start()
-    yield server
-    server.kill()  # nothing to keep: SIGKILL saves the seconds a graceful stop takes
-    server.stop()
-
 
 @pytest.fixture
 def auth_bucket(request, authserver):

@@ -509,13 +509,12 @@ def test_putter_killed_while_waiting_for_work_run_ends_exit_1_then_rerun(
     files = small_files(40, dirs=1)
     make_tree(src, files)
     with FaultProxy(s3server.port) as proxy:
+        # Every listing is held back 2 s: first the up-front check's one-key listing,
+        # then the walker's listing of the destination, while the putters wait for work.
+        proxy.delay(2.0, methods=["GET"])
         run = Run(cli, "--bucket", bucket, "--endpoint-url", proxy.url, "--json",
                   "--state", state, src)
-        # The up-front check lists 1 key (a GET); after it, the walker's listing of the
-        # destination is held back 2 s, and the putters wait for work meanwhile.
-        wait_until(lambda: proxy.by_method["GET"] >= 1, "the up-front bucket check", run)
-        proxy.delay(2.0, methods=["GET"])
-        wait_until(lambda: proxy.faults_injected["delay"] >= 1, "the walker's listing", run)
+        wait_until(lambda: proxy.by_method["GET"] >= 2, "the walker's listing", run)
         wait_until(lambda: len(workers(run.pid, "putter")) == 2, "two putters", run)
         assert proxy.by_method["PUT"] == 0  # nothing was queued yet: the putter is idle
         os.kill(workers(run.pid, "putter")[0], signal.SIGKILL)

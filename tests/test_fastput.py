@@ -1,0 +1,99 @@
+"""The fast path for single-part PUTs: signed like botocore signs, stored like boto3
+stores, and a clean "no" (None) whenever it is not sure."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from unittest import mock
+
+import botocore.auth
+import botocore.awsrequest
+import botocore.config
+import botocore.credentials
+import pytest
+from conftest import body_of, make_s3_client
+
+from s3pput.fastput import FastPut, Signer
+
+CREDENTIALS = botocore.credentials.ReadOnlyCredentials("AKIDEXAMPLE", "secret/example", None)
+
+
+@pytest.mark.parametrize("path, extra", [
+    ("/bucket/plain.txt", {}),
+    ("/bucket/a%20b/%23x%2By%3F%25z%E2%82%AC.txt", {"x-amz-meta-owner": "me"}),
+    ("/bucket/k", {"cache-control": "max-age=60", "x-amz-acl": "public-read"}),
+])
+def test_signature_is_the_one_botocore_computes(path, extra):
+    stamp = "20261121T101010Z"
+    headers = {"host": "127.0.0.1:9000", "content-length": "3",
+               "content-md5": "rL0Y20zC+Fzt72VPzMSk2A==", "content-type": "text/plain", **extra}
+    ours = dict(headers)
+    Signer("us-east-1").sign("PUT", path, ours, CREDENTIALS, stamp=stamp)
+
+    request = botocore.awsrequest.AWSRequest(
+        method="PUT", url=f"http://127.0.0.1:9000{path}", data=b"foo", headers=headers)
+    # what s3pput's clients say: no payload signing (the body has its Content-MD5)
+    request.context["client_config"] = botocore.config.Config(
+        s3={"payload_signing_enabled": False})
+    pinned = datetime.datetime(2026, 11, 21, 10, 10, 10)
+    with mock.patch("botocore.auth.get_current_datetime", return_value=pinned):
+        botocore.auth.S3SigV4Auth(CREDENTIALS, "s3", "us-east-1").add_auth(request)
+    assert request.headers["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
+    assert ours["authorization"] == request.headers["Authorization"]
+
+
+@pytest.fixture
+def fast(s3server, bucket):
+    client = make_s3_client(s3server.endpoint)
+    return FastPut(client, bucket, timeout=10, verify_ssl=True)
+
+
+@pytest.mark.parametrize("key", ["plain.txt", "dir/with space/#hash+plus?q%pct",
+                                 "unicode/caf\u00e9-\u6f22\u5b57-\U0001F600.txt", "empty"])
+def test_put_stores_the_bytes_under_the_key(fast, s3, bucket, key):
+    data = b"" if key == "empty" else key.encode() * 50
+    md5 = hashlib.md5(data).digest()
+    etag = fast.put(key, data, md5, {"ContentType": "text/plain",
+                                     "CacheControl": "max-age=60",
+                                     "Metadata": {"owner": "me"}})
+    assert etag == md5.hex()  # not None: the fast path itself stored it
+    assert body_of(s3, bucket, key) == data
+    head = s3.head_object(Bucket=bucket, Key=key)
+    assert head["ContentType"] == "text/plain"
+    assert head["CacheControl"] == "max-age=60"
+    assert head["Metadata"] == {"owner": "me"}
+
+
+def test_many_puts_reuse_one_connection(fast, s3, bucket):
+    for n in range(20):
+        data = b"x" * n
+        assert fast.put(f"many/{n}", data, hashlib.md5(data).digest(), {}) is not None
+    assert len(s3.list_objects_v2(Bucket=bucket, Prefix="many/")["Contents"]) == 20
+
+
+def test_a_wrong_md5_is_refused_and_answered_none(fast, s3, bucket):
+    assert fast.put("bad-md5", b"data", hashlib.md5(b"other").digest(), {}) is None
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="bad-md5")
+
+
+def test_what_it_cannot_say_goes_to_boto3(fast):
+    data = b"d"
+    md5 = hashlib.md5(data).digest()
+    assert fast.put("k", data, md5, {"Expires": "Wed, 21 Oct 2026 07:28:00 GMT"}) is None
+    assert fast.put("k", data, md5, {"ContentDisposition": "attachment;  x"}) is None
+    assert fast.put("k", data, md5, {"Metadata": {"who": "\u00e9"}}) is None
+
+
+def test_an_error_answer_is_none_and_the_connection_is_still_usable(s3server, s3, bucket):
+    client = make_s3_client(s3server.endpoint)
+    missing = FastPut(client, "no-such-bucket-here", timeout=10, verify_ssl=True)
+    assert missing.put("k", b"d", hashlib.md5(b"d").digest(), {}) is None
+    right = FastPut(client, bucket, timeout=10, verify_ssl=True)
+    assert right.put("k", b"d", hashlib.md5(b"d").digest(), {}) is not None
+
+
+def test_wrong_credentials_are_answered_none(authserver):
+    client = make_s3_client(authserver.endpoint, "AK", "wrong-secret")
+    assert FastPut(client, "auth-bucket", 10, True).put(
+        "k", b"d", hashlib.md5(b"d").digest(), {}) is None
