@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("running")
     run.add_argument("--processes", "--workers", type=int, default=os.cpu_count() or 2,
                      help="putter processes (default: CPU count)")
-    run.add_argument("--inflight", type=int, default=8,
-                     help="requests in flight per putter process (default 8)")
+    run.add_argument("--inflight", type=int, default=16,
+                     help="requests in flight per putter process (default 16)")
     run.add_argument("--retries", type=int, default=6,
                      help="retries of a failed request, with exponential backoff (default 6)")
     run.add_argument("--timeout", type=float, default=60.0,

@@ -75,7 +75,7 @@ class Config:
     sse: Optional[str] = None
     storage_class: Optional[str] = None
     processes: int = 2
-    inflight: int = 8  # requests in flight per putter process
+    inflight: int = 16  # requests in flight per putter process
     multipart_threshold: int = 8 * MiB
     part_size: int = 8 * MiB
     retries: int = 8
