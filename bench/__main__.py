@@ -75,7 +75,7 @@ def main(argv=None) -> int:
                             processes=settings.s3pput_processes
                             or f"not given (s3pput's default: the CPU count, {os.cpu_count()})",
                             inflight=settings.s3pput_inflight
-                            or "not given (s3pput's default, 8)") for n in tools})
+                            or "not given (s3pput's default, 16)") for n in tools})
         ctx = Context(settings=settings, server=server, client=server.client(),
                       tools=tools, commands=commands, env=env, work_dir=work_dir, log=log)
         sections = document["workloads"] = {}
