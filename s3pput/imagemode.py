@@ -28,10 +28,10 @@ from .errors import FileError
 from .filters import excluded_by
 from .images import SNIFF_BYTES, sniff_image
 from .jobs import FAILED, SKIPPED, UNLISTED, Job, Result
-from .keys import check_key, image_keys, join_key, normalize_prefix
+from .keys import check_key, image_keys, join_key
 from .sources import Entry, walk_directories
 from .store import Store
-from .walker import skip_early
+from .walker import WalkerBase, skip_early
 
 MANIFEST_NAME = ".s3pput-manifest.json"
 ORIGINAL_FOLDER = "original"
@@ -91,26 +91,15 @@ def _sniff(entry: Entry) -> Tuple[Optional[object], Optional[str]]:
     return kind, None if kind else "not an image"
 
 
-class ImageWalker:
+class ImageWalker(WalkerBase):
     """Turns SOURCE directories into image jobs (original + thumbnails)."""
 
-    def __init__(self, cfg: Config, store: Store, *, can_list: bool, journal_lookup,
-                 note):
-        self.cfg = cfg
-        self.store = store
-        self.can_list = can_list
-        self.journal_lookup = journal_lookup
-        self.note = note
-        self.prefix = normalize_prefix(cfg.prefix)
+    def __init__(self, cfg: Config, store: Store, **common):
+        super().__init__(cfg, store, **common)
         self.folders = [ORIGINAL_FOLDER, *[name for name, _, _ in cfg.thumbnails]]
-        self.seq = 0
         # With several SOURCEs, the same folder may come from two of them: names seen
         # per folder, so that two files never get one number (and one key).
         self.seen: Optional[Dict[Tuple[str, ...], set]] = {} if len(cfg.sources) > 1 else None
-
-    def _next_seq(self) -> int:
-        self.seq += 1
-        return self.seq
 
     def jobs(self) -> Iterator[object]:
         for source in self.cfg.sources:

@@ -541,8 +541,9 @@ def _watch(walker, putters, put_queues: PutQueues, stop, statter):
     idle_since = None  # when the last putter ended while the walker still ran
     dead: List[int] = []
     walker_code = None
-    while walker.is_alive() or any(p.is_alive() for p in putters):
-        time.sleep(0.05)
+
+    def note_deaths() -> None:
+        nonlocal walker_code
         for index, process in enumerate(putters):
             if process.exitcode not in (None, 0) and put_queues.alive[index]:
                 put_queues.mark_dead(index)
@@ -551,6 +552,10 @@ def _watch(walker, putters, put_queues: PutQueues, stop, statter):
             # The walker died: nobody else will tell the putters that no more jobs come.
             walker_code = walker.exitcode
             put_queues.send_stops(stop)
+
+    while walker.is_alive() or any(p.is_alive() for p in putters):
+        time.sleep(0.05)
+        note_deaths()
         if not statter.is_alive():
             # Without the statter nobody can count or report: stop everything.
             for process in (walker, *putters):
@@ -570,10 +575,5 @@ def _watch(walker, putters, put_queues: PutQueues, stop, statter):
                 for process in (walker, *putters):
                     if process.is_alive():
                         process.kill()
-    for index, process in enumerate(putters):
-        if process.exitcode not in (None, 0) and put_queues.alive[index]:
-            put_queues.mark_dead(index)
-            dead.append(process.exitcode)
-    if walker.exitcode not in (None, 0) and walker_code is None:
-        walker_code = walker.exitcode
+    note_deaths()
     return dead, walker_code

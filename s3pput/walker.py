@@ -115,20 +115,32 @@ def skip_early(cfg: Config, job: Job) -> Optional[Result]:
     return result
 
 
-class Walker:
-    """Turns the configured SOURCEs into jobs (and results for files that cannot be jobs)."""
+class WalkerBase:
+    """What every walker has: the run's settings, the store to read, the journal to
+    consult, a way to tell the user things, and the sequence numbers of jobs."""
 
     def __init__(self, cfg: Config, store: Optional[Store], *, can_list: bool,
-                 spool_dir: str, journal_lookup: Callable = lambda key: None,
+                 journal_lookup: Callable = lambda key: None,
                  note: Callable[[str, str], None] = lambda level, text: None):
         self.cfg = cfg
         self.store = store
         self.can_list = can_list
-        self.spool_dir = spool_dir
         self.journal_lookup = journal_lookup
         self.note = note
         self.prefix = normalize_prefix(cfg.prefix)
         self.seq = 0
+
+    def _next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+
+class Walker(WalkerBase):
+    """Turns the configured SOURCEs into jobs (and results for files that cannot be jobs)."""
+
+    def __init__(self, cfg: Config, store: Optional[Store], *, spool_dir: str, **common):
+        super().__init__(cfg, store, **common)
+        self.spool_dir = spool_dir
         self.index: Optional[ListingIndex] = None
 
     def needs_remote(self) -> bool:
@@ -157,10 +169,6 @@ class Walker:
                 # A file named on the command line is followed even if it is a link.
                 entry = file_entry(source, (name,), follow_symlinks=True)
                 yield from self._emit(entry, None)
-
-    def _next_seq(self) -> int:
-        self.seq += 1
-        return self.seq
 
     def _emit(self, entry: Entry, listing: Optional[ListingIndex]) -> Iterator[Output]:
         relpath = "/".join(entry.parts)
