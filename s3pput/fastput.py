@@ -29,7 +29,8 @@ import ssl
 import threading
 import time
 from typing import Dict, Optional, Tuple
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote_plus, urlsplit
+from xml.etree import ElementTree
 
 # PutObject parameters sent as plain headers.
 HEADERS = {
@@ -76,9 +77,10 @@ class Signer:
         return key
 
     def sign(self, method: str, path: str, headers: Dict[str, str], credentials,
-             stamp: str = "") -> None:
+             stamp: str = "", query: str = "") -> None:
         """Add the signature headers to HEADERS (lower-case names; all of them signed).
-        STAMP (``20260101T120000Z``) is the request time, now by default."""
+        QUERY is the canonical query string (see ``canonical_query``); STAMP
+        (``20260101T120000Z``) is the request time, now by default."""
         stamp = stamp or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         date = stamp[:8]
         headers["x-amz-date"] = stamp
@@ -87,7 +89,7 @@ class Signer:
             headers["x-amz-security-token"] = credentials.token
         names = sorted(headers)
         canonical = "\n".join([
-            method, path, "",
+            method, path, query,
             "".join(f"{name}:{' '.join(headers[name].split())}\n" for name in names),
             ";".join(names), "UNSIGNED-PAYLOAD"])
         scope = f"{date}/{self.region}/s3/aws4_request"
@@ -98,6 +100,32 @@ class Signer:
         headers["authorization"] = (
             f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
             f"SignedHeaders={';'.join(names)}, Signature={signature}")
+
+
+def canonical_query(params: Dict[str, str]) -> str:
+    """The query string in SigV4's canonical form (sorted, every byte but A-Za-z0-9-_.~
+    percent-encoded); it is also what is sent."""
+    return "&".join(f"{quote(name, safe='~')}={quote(value, safe='~')}"
+                    for name, value in sorted(params.items()))
+
+
+def parse_listing(xml: bytes):
+    """A ListObjectsV2 answer -> ([(key, size, etag)], next continuation token or "").
+
+    With ``encoding-type=url`` keys come form-encoded (a space as ``+``, a plus as
+    ``%2B``): decoded as botocore decodes them."""
+    root = ElementTree.fromstring(xml)
+    encoded = (root.findtext("{*}EncodingType") or "") == "url"
+    items = []
+    for item in root.iterfind("{*}Contents"):
+        key = item.findtext("{*}Key") or ""
+        items.append((unquote_plus(key) if encoded else key, int(item.findtext("{*}Size") or 0),
+                      (item.findtext("{*}ETag") or "").strip('"')))
+    truncated = (root.findtext("{*}IsTruncated") or "false").lower() == "true"
+    token = root.findtext("{*}NextContinuationToken") or ""
+    if truncated and not token:
+        raise ValueError("a truncated listing without a continuation token")
+    return items, token if truncated else ""
 
 
 class FastPut:
@@ -199,9 +227,54 @@ class FastPut:
             return None
         return None
 
-    def _read_answer(self, sock: socket.socket) -> Tuple[int, Dict[str, str]]:
-        """Read one answer with a Content-Length body; raise ValueError on anything
-        else (the connection is then dropped)."""
+    def list_page(self, prefix: str, token: str = "", delimiter: str = "",
+                  max_keys: int = 0):
+        """One ListObjectsV2 page: ([(key, size, etag)], next token or ""), or None to
+        say "ask boto3 for this page" (tokens are the same either way)."""
+        if time.monotonic() < self.closed_until:
+            return None
+        provider = self.client._request_signer._credentials
+        if provider is None:
+            return None
+        params = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
+        if token:
+            params["continuation-token"] = token
+        if delimiter:
+            params["delimiter"] = delimiter
+        if max_keys:
+            params["max-keys"] = str(max_keys)
+        query = canonical_query(params)
+        path = self.path_prefix.rstrip("/") or "/"
+        headers = {"host": self.netloc}
+        self.signer.sign("GET", path, headers, provider.get_frozen_credentials(),
+                         query=query)
+        message = (f"GET {path}?{query} HTTP/1.1\r\n"
+                   + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+                   + "\r\n").encode("ascii")
+        for attempt in (1, 2):
+            try:
+                sock, reused = self._socket()
+                sock.sendall(message)
+                status, answer, body = self._read_answer(sock, keep_body=True)
+            except (OSError, ValueError):
+                self._drop()
+                if attempt == 1 and reused:
+                    continue
+                return None
+            if status != 200:
+                if status in THROTTLE_STATUSES:
+                    self.closed_until = time.monotonic() + self.PAUSE_AFTER_THROTTLE
+                return None
+            try:
+                return parse_listing(body)
+            except (ValueError, ElementTree.ParseError):
+                return None
+        return None
+
+    def _read_answer(self, sock: socket.socket, keep_body: bool = False):
+        """Read one answer (a Content-Length or chunked body); return (status, headers)
+        or, with KEEP_BODY, (status, headers, body). Raise ValueError on anything it
+        cannot read (the connection is then dropped)."""
         buffer = b""
         while b"\r\n\r\n" not in buffer:
             chunk = sock.recv(65536)
@@ -219,15 +292,61 @@ class FastPut:
         for line in lines[1:]:
             name, _, value = line.partition(":")
             answer[name.strip().lower()] = value.strip()
-        if "transfer-encoding" in answer:
-            raise ValueError("chunked answer")
-        left = int(answer.get("content-length", "0")) - len(body)
-        while left > 0:
-            chunk = sock.recv(min(left, 65536))
-            if not chunk:
-                raise ConnectionError("connection closed in the answer body")
-            left -= len(chunk)
-        if left < 0 or answer.get("connection", "").lower() == "close" or \
+        reader = _BodyReader(sock, body)
+        if answer.get("transfer-encoding", "").lower() == "chunked":
+            content = reader.chunked()
+        elif "transfer-encoding" in answer:
+            raise ValueError(f"transfer-encoding {answer['transfer-encoding']}")
+        else:
+            content = reader.exactly(int(answer.get("content-length", "0")))
+        if reader.extra or answer.get("connection", "").lower() == "close" or \
                 version == "HTTP/1.0":
             self._drop()
+        if keep_body:
+            return int(status), answer, content
         return int(status), answer
+
+
+class _BodyReader:
+    """Reads an answer's body from a socket, starting with what was read past the head."""
+
+    def __init__(self, sock: socket.socket, pending: bytes):
+        self.sock = sock
+        self.pending = pending
+        self.extra = False  # bytes beyond the body arrived (the connection is unusable)
+
+    def _more(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed in the answer body")
+        self.pending += chunk
+
+    def exactly(self, size: int) -> bytes:
+        while len(self.pending) < size:
+            self._more()
+        body, rest = self.pending[:size], self.pending[size:]
+        self.pending = rest
+        self.extra = bool(rest)
+        return body
+
+    def line(self) -> bytes:
+        while b"\r\n" not in self.pending:
+            if len(self.pending) > MAX_ANSWER_HEAD:
+                raise ValueError("chunk header too long")
+            self._more()
+        line, _, self.pending = self.pending.partition(b"\r\n")
+        return line
+
+    def chunked(self) -> bytes:
+        parts = []
+        while True:
+            size = int(self.line().split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while self.line():  # trailers, up to the empty line
+                    pass
+                self.extra = bool(self.pending)
+                return b"".join(parts)
+            parts.append(self.exactly(size))
+            self.extra = False
+            if self.line():
+                raise ValueError("chunk not followed by CRLF")

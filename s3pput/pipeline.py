@@ -86,15 +86,14 @@ def _worker_setup(role: str) -> None:
     _linux_process_setup(role)
 
 
-def _make_store(cfg: Config, pool_size: int, *, fast: bool = False) -> Store:
+def _make_store(cfg: Config, pool_size: int) -> Store:
     """A store whose client is made on first use, in the process that uses it."""
     def factory():
         return make_client(cfg, pool_size=pool_size)
 
-    if cfg.dry_run:
-        return DryRunStore(factory, cfg.bucket)
-    return Store(factory, cfg.bucket, fast=fast and cfg.fast_put and not proxy_configured(),
-                 timeout=cfg.timeout, verify_ssl=cfg.verify_ssl)
+    kind = DryRunStore if cfg.dry_run else Store
+    return kind(factory, cfg.bucket, fast=cfg.fast_put and not proxy_configured(),
+                timeout=cfg.timeout, verify_ssl=cfg.verify_ssl)
 
 
 class PutQueues:
@@ -231,7 +230,7 @@ def putter_main(cfg: Config, index: int, put_queues: PutQueues, stat_queue, stop
                 slots_value, rate_state) -> None:
     _worker_setup("putter")
     put_queue = put_queues.queues[index]
-    store = _make_store(cfg, cfg.inflight + 2, fast=True)
+    store = _make_store(cfg, cfg.inflight + 2)
     transfer = Transfer(cfg, store, UploadSlots(slots_value), stop, rate_state)
     local: "queue.Queue[Optional[Job]]" = queue.Queue(maxsize=cfg.inflight)
     pending: List[Result] = []

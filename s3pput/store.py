@@ -231,28 +231,36 @@ class Store:
             self._fail(err, "head", key)
         return RemoteObject(key, int(answer["ContentLength"]), answer["ETag"].strip('"'))
 
-    def list_objects(self, prefix: str, delimiter: str = "",
-                    on_page: Optional[Callable[[], None]] = None) -> Iterator[RemoteObject]:
+    def list_objects(self, prefix: str, delimiter: str = "") -> Iterator[RemoteObject]:
         """Stream the objects under PREFIX, one page (1,000 keys) per request. S3 lists in
-        UTF-8 byte order; not every compatible store does, so callers assume no order."""
-        token = None
+        UTF-8 byte order; not every compatible store does, so callers assume no order.
+        Each page tries the fast path first (botocore's parser costs about 25 ms a page)."""
+        token = ""
         while True:
-            request = {"Bucket": self.bucket, "Prefix": prefix}
-            if delimiter:
-                request["Delimiter"] = delimiter
-            if token:
-                request["ContinuationToken"] = token
-            try:
-                page = self.client.list_objects_v2(**request)
-            except Exception as err:  # noqa: BLE001 - translated
-                self._fail(err, "list", prefix)
-            if on_page:
-                on_page()
-            for item in page.get("Contents", ()):
-                yield RemoteObject(item["Key"], int(item["Size"]), item["ETag"].strip('"'))
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
+            page = self.fast_lane.list_page(prefix, token, delimiter) \
+                if self.fast_lane is not None else None
+            if page is None:
+                page = self._list_page(prefix, token, delimiter)
+            items, token = page
+            for key, size, etag in items:
+                yield RemoteObject(key, size, etag)
+            if not token:
                 return
+
+    def _list_page(self, prefix: str, token: str, delimiter: str):
+        request = {"Bucket": self.bucket, "Prefix": prefix}
+        if delimiter:
+            request["Delimiter"] = delimiter
+        if token:
+            request["ContinuationToken"] = token
+        try:
+            page = self.client.list_objects_v2(**request)
+        except Exception as err:  # noqa: BLE001 - translated
+            self._fail(err, "list", prefix)
+        items = [(item["Key"], int(item["Size"]), item["ETag"].strip('"'))
+                 for item in page.get("Contents", ())]
+        next_token = page.get("NextContinuationToken") or ""
+        return items, next_token if page.get("IsTruncated") else ""
 
     def get(self, key: str) -> Optional[bytes]:
         try:

@@ -97,3 +97,38 @@ def test_wrong_credentials_are_answered_none(authserver):
     client = make_s3_client(authserver.endpoint, "AK", "wrong-secret")
     assert FastPut(client, "auth-bucket", 10, True).put(
         "k", b"d", hashlib.md5(b"d").digest(), {}) is None
+
+
+ODD_KEYS = ["plain.txt", "a b/c d.txt", "x+y=z&w.txt", "pct%41.txt", "q?#.txt",
+            "caf\u00e9/\u6f22\u5b57.txt", "lt<gt>amp&.txt", "dir/sub/deep.txt", "dir.txt"]
+
+
+def test_listing_pages_are_what_boto3_lists(fast, s3, bucket):
+    for n, key in enumerate(ODD_KEYS):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x" * n)
+    for n in range(7):
+        s3.put_object(Bucket=bucket, Key=f"many/{n:02d}", Body=b"m" * n)
+    expected = {item["Key"]: (item["Size"], item["ETag"].strip('"'))
+                for item in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    # page by page, 3 keys a page, following the continuation tokens
+    got, token, pages = {}, "", 0
+    while True:
+        page = fast.list_page("", token, max_keys=3)
+        assert page is not None  # the fast path itself answered
+        items, token = page
+        pages += 1
+        got.update((key, (size, etag)) for key, size, etag in items)
+        if not token:
+            break
+    assert got == expected and len(got) == len(ODD_KEYS) + 7
+    assert pages >= 5
+    # a prefix and a delimiter: only the direct objects of dir/
+    items, token = fast.list_page("dir/", delimiter="/")
+    assert [key for key, _, _ in items] == [] and token == ""
+    items, _ = fast.list_page("many/", delimiter="/")
+    assert sorted(key for key, _, _ in items) == [f"many/{n:02d}" for n in range(7)]
+
+
+def test_listing_of_a_missing_bucket_is_none(s3server):
+    client = make_s3_client(s3server.endpoint)
+    assert FastPut(client, "no-such-bucket-here", 10, True).list_page("") is None
