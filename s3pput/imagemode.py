@@ -25,7 +25,6 @@ from typing import Dict, Iterator, List, Optional, Tuple
 from . import plan
 from .config import Config
 from .errors import FileError
-from .filters import excluded_by
 from .images import SNIFF_BYTES, sniff_image
 from .jobs import FAILED, SKIPPED, UNLISTED, Job, Result
 from .keys import check_key, image_keys, join_key
@@ -114,15 +113,10 @@ class ImageWalker(WalkerBase):
     def _directory(self, reldir: Tuple[str, ...], entries: List[Entry]) -> Iterator[object]:
         images = []
         for entry in entries:
-            relpath = "/".join(entry.parts)
-            why = excluded_by(self.cfg.rules, relpath)
-            if why:
-                self.note("debug", f"excluded {entry.display} ({why})")
-                continue
-            key = join_key(self.prefix, entry.parts)
-            if entry.problem:
-                yield Result(self._next_seq(), entry.display, key, entry.outcome,
-                             entry.problem)
+            key, known = self.screen(entry)
+            if known is not None or not key:
+                if known is not None:
+                    yield known
                 continue
             if self.seen is not None:
                 names = self.seen.setdefault(reldir, set())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Callable, Dict, Iterator, Optional, Union
+from typing import Callable, Dict, Iterator, Optional, Tuple, Union
 
 from . import plan
 from .config import Config
@@ -134,6 +134,21 @@ class WalkerBase:
         self.seq += 1
         return self.seq
 
+    def screen(self, entry: Entry) -> Tuple[str, Optional[Result]]:
+        """Apply the filters and the walk's own verdict to ENTRY: ("", None) when the
+        filters leave it out (noted at -vv; it is not walked), (key, a Result) when its
+        outcome is known already (a special file, an error), else (key, None)."""
+        if entry.parts:
+            why = excluded_by(self.cfg.rules, "/".join(entry.parts))
+            if why:
+                self.note("debug", f"excluded {entry.display} ({why})")
+                return "", None
+        key = join_key(self.prefix, entry.parts)
+        if entry.problem:
+            return key, Result(self._next_seq(), entry.display, key, entry.outcome,
+                               entry.problem)
+        return key, None
+
 
 class Walker(WalkerBase):
     """Turns the configured SOURCEs into jobs (and results for files that cannot be jobs)."""
@@ -171,15 +186,10 @@ class Walker(WalkerBase):
                 yield from self._emit(entry, None)
 
     def _emit(self, entry: Entry, listing: Optional[ListingIndex]) -> Iterator[Output]:
-        relpath = "/".join(entry.parts)
-        if entry.parts:
-            why = excluded_by(self.cfg.rules, relpath)
-            if why:
-                self.note("debug", f"excluded {entry.display} ({why})")
-                return
-        key = join_key(self.prefix, entry.parts)
-        if entry.problem:
-            yield Result(self._next_seq(), entry.display, key, entry.outcome, entry.problem)
+        key, known = self.screen(entry)
+        if known is not None or not key:
+            if known is not None:
+                yield known
             return
         try:
             check_key(key, path=entry.display)
