@@ -225,6 +225,16 @@ def _requests(counts: Optional[dict]) -> str:
     return " ".join(f"{k} {v}" for k, v in sorted(counts.items()))
 
 
+def _upload_table(rows, unit: str) -> List[str]:
+    """The table of a cold-upload workload (small, large): one row per tool."""
+    return _table(["tool", unit, "wall s", "CPU s", "server CPU s", "x s5cmd", "requests",
+                   "status"],
+                  [[r["tool"], _val(r), _fmt(r.get("wall_s"), 2), _fmt(r.get("cpu_s"), 2),
+                    _fmt(r.get("server_cpu_s"), 2), _fmt(r.get("ratio"), 2),
+                    _requests(r["runs"][0].get("requests") if r["runs"] else None),
+                    _status(r)] for r in rows])
+
+
 def _table(headers: List[str], rows: List[List[str]]) -> List[str]:
     """Plain-text columns: the first and the last (status, notes) left-aligned, figures
     right-aligned."""
@@ -273,13 +283,7 @@ def render(document: dict) -> str:
             continue
         rows = section["rows"]
         if workload == "small":
-            out += _table(["tool", "files/s", "wall s", "CPU s", "server CPU s", "x s5cmd",
-                           "requests", "status"],
-                          [[r["tool"], _val(r), _fmt(r.get("wall_s"), 2),
-                            _fmt(r.get("cpu_s"), 2), _fmt(r.get("server_cpu_s"), 2),
-                            _fmt(r.get("ratio"), 2),
-                            _requests(r["runs"][0].get("requests") if r["runs"] else None),
-                            _status(r)] for r in rows])
+            out += _upload_table(rows, "files/s")
         elif workload == "rerun":
             files = section.get("files", 0)
             out += _table(["tool", "wall s", "files/s", "CPU s", "server CPU s", "x s5cmd",
@@ -312,13 +316,7 @@ def render(document: dict) -> str:
                     parts.append(f"{label} {_fmt(per * 1000 if per else None, 2)} ms{ratio}")
                 out.append(f"  {fmt}: " + "; ".join(parts))
         elif workload == "large":
-            out += _table(["tool", "MB/s", "wall s", "CPU s", "server CPU s", "x s5cmd",
-                           "requests", "status"],
-                          [[r["tool"], _val(r), _fmt(r.get("wall_s"), 2),
-                            _fmt(r.get("cpu_s"), 2), _fmt(r.get("server_cpu_s"), 2),
-                            _fmt(r.get("ratio"), 2),
-                            _requests(r["runs"][0].get("requests") if r["runs"] else None),
-                            _status(r)] for r in rows])
+            out += _upload_table(rows, "MB/s")
         elif workload == "walk":
             out += _table(["files", "dirs", "wall s", "files/s", "us/file", "peak RSS MB",
                            "peak PSS MB", "procs", "first decision s", "status"],

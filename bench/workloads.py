@@ -171,6 +171,24 @@ def _say(ctx: Context, tool: str, turn: int, record: dict, unit: str) -> None:
             f"wall {record['wall_s']:.2f} s, CPU {record['cpu_s']:.2f} s  {state}")
 
 
+def cold_upload_turn(ctx: Context, workload: str, tool: str, turn: int, argv, bucket: str,
+                     source: str, relpaths, sample: int, rate) -> dict:
+    """Run one cold upload of SOURCE into BUCKET, count its requests, check the bucket
+    (and s3pput's own summary) and return the run's record; RATE(wall) is its figure."""
+    before = ctx.requests(bucket)
+    measured = ctx.run(argv, ctx.run_dir(f"{workload}-{tool}"))
+    time.sleep(METRICS_SETTLE_SECONDS)
+    requests = diff_counts(before, ctx.requests(bucket))
+    check = verify.check_tree(ctx.client, bucket, PREFIX, source, relpaths,
+                              sample=sample, seed=turn)
+    problem = None
+    if tool == "s3pput":
+        problem = summary_problem(s3pput_summary(measured), uploaded=len(relpaths),
+                                  failed=0)
+    return run_record(turn, bucket, measured, check, rate(measured.wall), problem=problem,
+                      requests=requests)
+
+
 # -- 1. small: many small files, cold ------------------------------------------------------
 
 def small(ctx: Context) -> dict:
@@ -181,7 +199,7 @@ def small(ctx: Context) -> dict:
     tools = ctx.available(["s3pput", "s5cmd", "rclone", "aws"])
     runs: Dict[str, List[dict]] = {t: [] for t in tools}
     argvs: Dict[str, List[str]] = {}
-    for turn in range(s.warmup_runs):
+    for _ in range(s.warmup_runs):
         for tool in tools:
             bucket = ctx.fresh_bucket("warmup", tool)
             measured = ctx.run(ctx.commands.cold(tool, source, bucket, PREFIX),
@@ -191,19 +209,9 @@ def small(ctx: Context) -> dict:
         for tool in rotate(tools, turn):
             bucket = ctx.fresh_bucket("small", tool)
             argv = argvs[tool] = ctx.commands.cold(tool, source, bucket, PREFIX)
-            before = ctx.requests(bucket)
-            measured = ctx.run(argv, ctx.run_dir(f"small-{tool}"))
-            time.sleep(METRICS_SETTLE_SECONDS)
-            requests = diff_counts(before, ctx.requests(bucket))
-            check = verify.check_tree(ctx.client, bucket, PREFIX, source, relpaths,
-                                      sample=s.md5_sample, seed=turn)
-            problem = None
-            if tool == "s3pput":
-                problem = summary_problem(s3pput_summary(measured),
-                                          uploaded=len(relpaths), failed=0)
-            record = run_record(turn, bucket, measured, check,
-                                len(relpaths) / measured.wall, problem=problem,
-                                requests=requests)
+            record = cold_upload_turn(ctx, "small", tool, turn, argv, bucket, source,
+                                      relpaths, s.md5_sample,
+                                      rate=lambda wall: len(relpaths) / wall)
             runs[tool].append(record)
             _say(ctx, tool, turn, record, "files/s")
     rows = [make_row("small", t, "files/s", runs[t], argv=argvs.get(t)) for t in tools]
@@ -374,19 +382,9 @@ def large(ctx: Context) -> dict:
         for tool in rotate(tools, turn):
             bucket = ctx.fresh_bucket("large", tool)
             argv = argvs[tool] = ctx.commands.cold(tool, source, bucket, PREFIX)
-            before = ctx.requests(bucket)
-            measured = ctx.run(argv, ctx.run_dir(f"large-{tool}"))
-            time.sleep(METRICS_SETTLE_SECONDS)
-            requests = diff_counts(before, ctx.requests(bucket))
-            check = verify.check_tree(ctx.client, bucket, PREFIX, source, relpaths,
-                                      sample=s.large_md5_sample, seed=turn)
-            problem = None
-            if tool == "s3pput":
-                problem = summary_problem(s3pput_summary(measured),
-                                          uploaded=len(relpaths), failed=0)
-            record = run_record(turn, bucket, measured, check,
-                                total / measured.wall / 1e6, problem=problem,
-                                requests=requests)
+            record = cold_upload_turn(ctx, "large", tool, turn, argv, bucket, source,
+                                      relpaths, s.large_md5_sample,
+                                      rate=lambda wall: total / wall / 1e6)
             runs[tool].append(record)
             _say(ctx, tool, turn, record, "MB/s")
             try:
