@@ -120,6 +120,17 @@ def assert_rerun_put_only_what_was_missing(again, bucket: str, files, present) -
     assert not {key for key, _ in put} & set(present)
 
 
+def rerun_puts_only_what_is_missing(cli, s3, bucket: str, state, src, files,
+                                    present=None) -> None:
+    """Re-run on SRC after a crash or a stop (PRESENT: what the bucket held before, read
+    now if not given): it must complete, put only what was missing, and leave every
+    file's bytes in the bucket."""
+    present = settled_keys(s3, bucket) if present is None else present
+    again = cli("--bucket", bucket, "--json", "--state", state, "-v", src)
+    assert_rerun_put_only_what_was_missing(again, bucket, files, present)
+    assert_bucket_holds(s3, bucket, files)
+
+
 class Run:
     """A CLI run started in the background (``subprocess.Popen``), in its own session so
     that a signal can reach its whole process group as a terminal's Ctrl+C does. Output
@@ -475,9 +486,7 @@ def test_signal_mid_run_stops_all_processes_within_5s_exit_130_then_rerun(
         assert key in stored and stored[key]["ETag"].strip('"') == etag, key
 
     # a re-run puts exactly what is missing
-    again = cli("--bucket", bucket, "--json", "--state", state, "-v", src)
-    assert_rerun_put_only_what_was_missing(again, bucket, files, stored)
-    assert_bucket_holds(s3, bucket, files)
+    rerun_puts_only_what_is_missing(cli, s3, bucket, state, src, files, stored)
 
 
 def test_putter_killed_mid_run_exit_1_lost_files_failed_then_rerun(cli, s3, s3server, bucket,
@@ -510,9 +519,7 @@ def test_putter_killed_mid_run_exit_1_lost_files_failed_then_rerun(cli, s3, s3se
     assert "lost: its putter process died (exit code -9)" in stderr
 
     present = settled_keys(s3, bucket)
-    again = cli("--bucket", bucket, "--json", "--state", state, "-v", src)
-    assert_rerun_put_only_what_was_missing(again, bucket, files, present)
-    assert_bucket_holds(s3, bucket, files)
+    rerun_puts_only_what_is_missing(cli, s3, bucket, state, src, files, present)
 
 
 def test_putter_killed_while_waiting_for_work_run_ends_exit_1_then_rerun(
@@ -541,10 +548,7 @@ def test_putter_killed_while_waiting_for_work_run_ends_exit_1_then_rerun(
     assert any("putter process died" in error for error in summary["errors"])
     for failure in summary["failures"]:
         assert "putter process died" in failure["reason"], failure
-    again = cli("--bucket", bucket, "--json", "--state", state, src)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert summary_of(again.stdout)["failed"] == 0
-    assert_bucket_holds(s3, bucket, files)
+    rerun_puts_only_what_is_missing(cli, s3, bucket, state, src, files)
 
 
 def test_whole_run_killed_with_sigkill_journal_consistent_rerun_puts_the_rest(
@@ -566,9 +570,7 @@ def test_whole_run_killed_with_sigkill_journal_consistent_rerun_puts_the_rest(
     assert rows, "nothing was journaled in the seconds before the crash"
     for key, etag in rows:  # the journal never claims more than the store holds
         assert key in stored and stored[key]["ETag"].strip('"') == etag, key
-    again = cli("--bucket", bucket, "--json", "--state", state, "-v", src)
-    assert_rerun_put_only_what_was_missing(again, bucket, files, stored)
-    assert_bucket_holds(s3, bucket, files)
+    rerun_puts_only_what_is_missing(cli, s3, bucket, state, src, files, stored)
 
 
 def test_walker_killed_mid_run_run_ends_exit_1_then_rerun(cli, s3, s3server, bucket, src,
@@ -589,10 +591,7 @@ def test_walker_killed_mid_run_run_ends_exit_1_then_rerun(cli, s3, s3server, buc
     assert summary["walk_complete"] is False
     assert "walk" in stderr, stderr[-3000:]  # the broken walk is reported
     assert code == 1, stderr[-3000:]
-    again = cli("--bucket", bucket, "--json", "--state", state, src)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert summary_of(again.stdout)["failed"] == 0
-    assert_bucket_holds(s3, bucket, files)
+    rerun_puts_only_what_is_missing(cli, s3, bucket, state, src, files)
 
 
 # -- sources that change under the run -----------------------------------------------------
