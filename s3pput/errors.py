@@ -6,6 +6,8 @@ Three families, because the CLI maps them to different outcomes:
   cannot go on at all (bad option, missing bucket, bad credentials). Reported once, exit 2.
 * ``FileError``: one file cannot be put (unreadable, vanished, invalid key, corrupt image,
   permanent store error). Reported with the file, the run goes on, exit 1 at the end.
+  ``TransientError`` (and its ``ConnectionFailure``) is a ``FileError`` that retries did
+  not cure: the class, never the message text, says which kind it is.
 * Skips are decisions, not exceptions (see ``plan``).
 
 Every error carries what was being done (``op``), and where relevant the local path and the
@@ -54,3 +56,8 @@ class ImageError(FileError):
 
 class TransientError(FileError):
     """A failure that may go away when retried (timeouts, resets, 500/503)."""
+
+
+class ConnectionFailure(TransientError):
+    """The store could not be reached or stopped answering (refused, reset, timed out),
+    after every retry: the ``Breaker`` counts these, and only these."""

@@ -8,6 +8,9 @@ checked in command-line order and the **last rule that matches decides**. So
 Patterns are shell globs (``*``, ``?``, ``[abc]``) matched case-sensitively against the
 path relative to SOURCE with ``/`` separators; ``*`` also matches ``/``, so ``*.tmp`` matches
 ``a/b/c.tmp``. A pattern is also tried against the file's base name when it has no ``/``.
+
+A directory whose every file is excluded by such rules is not walked at all (``prunes``),
+as rclone prunes: ``--exclude 'cache/*'`` never reads ``cache/``.
 """
 
 from __future__ import annotations
@@ -38,4 +41,21 @@ def excluded_by(rules: Sequence[Rule], relpath: str) -> Optional[str]:
             decisive = rule
     if decisive is not None and decisive.kind == EXCLUDE:
         return f"--exclude {decisive.pattern!r}"
+    return None
+
+
+def prunes(rules: Sequence[Rule], reldir: str) -> Optional[str]:
+    """Why the directory RELDIR need not be walked (every path under it is excluded),
+    or None.
+
+    True only when an exclude rule matches every path under RELDIR (it ends with ``*``
+    and the rest matches ``RELDIR/``: ``cache/*``, ``*/tmp/*``) and no include rule comes
+    after it (a later include might take something back). Conservative: a directory not
+    pruned is walked and its files filtered one by one, with the same outcome."""
+    for index in range(len(rules) - 1, -1, -1):
+        rule = rules[index]
+        if rule.kind == INCLUDE:
+            return None
+        if rule.pattern.endswith("*") and fnmatchcase(reldir + "/", rule.pattern[:-1]):
+            return f"--exclude {rule.pattern!r}"
     return None

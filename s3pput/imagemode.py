@@ -26,7 +26,7 @@ from . import plan
 from .config import Config
 from .errors import FileError
 from .images import SNIFF_BYTES, sniff_image
-from .jobs import FAILED, SKIPPED, UNLISTED, Job, Result
+from .jobs import FAILED, SKIPPED, Job, RemoteObject, Result
 from .keys import check_key, image_keys, join_key
 from .sources import Entry, walk_directories
 from .store import Store
@@ -106,31 +106,31 @@ class ImageWalker(WalkerBase):
                 yield Result(self._next_seq(), source, "", FAILED,
                              "--images takes directories as SOURCE")
                 continue
-            for reldir, entries in walk_directories(source,
-                                                    follow_symlinks=self.cfg.follow_symlinks):
+            for reldir, entries in walk_directories(
+                    source, follow_symlinks=self.cfg.follow_symlinks, rules=self.cfg.rules,
+                    pruned=self.pruned):
                 yield from self._directory(reldir, entries)
 
     def _directory(self, reldir: Tuple[str, ...], entries: List[Entry]) -> Iterator[object]:
         images = []
         for entry in entries:
-            key, known = self.screen(entry)
+            key, known = self.screen(entry, check=False)  # its own keys are checked below
+            if known is not None:
+                yield known
             if known is not None or not key:
-                if known is not None:
-                    yield known
                 continue
             if self.seen is not None:
                 names = self.seen.setdefault(reldir, set())
                 if entry.parts[-1] in names:
-                    yield Result(self._next_seq(), entry.display, key, FAILED,
-                                 "another SOURCE has a file of this name in the same folder; "
-                                 "both would get the same number", size=entry.size)
+                    yield self.outcome(entry, key, FAILED,
+                                       "another SOURCE has a file of this name in the same "
+                                       "folder; both would get the same number")
                     continue
                 names.add(entry.parts[-1])
             kind, why_not = _sniff(entry)
             if kind is None:
-                outcome = SKIPPED if why_not == "not an image" else FAILED
-                yield Result(self._next_seq(), entry.display, key, outcome, why_not,
-                             size=entry.size)
+                yield self.outcome(entry, key, SKIPPED if why_not == "not an image" else FAILED,
+                                   why_not)
                 continue
             images.append((entry, kind))
         if not images:
@@ -138,8 +138,7 @@ class ImageWalker(WalkerBase):
         numbers, error = self._numbers(reldir, [entry.parts[-1] for entry, _ in images])
         if error:
             for entry, _ in images:
-                yield Result(self._next_seq(), entry.display, "", FAILED, error,
-                             size=entry.size)
+                yield self.outcome(entry, "", FAILED, error)
             return
         remote = self._originals(reldir)
         for entry, kind in images:
@@ -154,20 +153,13 @@ class ImageWalker(WalkerBase):
                 for key in keys:
                     check_key(key, path=entry.display)
             except FileError as err:
-                yield Result(self._next_seq(), entry.display, keys[0], FAILED, err.message,
-                             size=entry.size)
+                yield self.outcome(entry, keys[0], FAILED, err.message)
                 continue
             original = keys[0]
-            if self.cfg.put == plan.STUPID:
-                known = None
-            elif remote is None:
-                known = UNLISTED
-            else:
-                known = remote.get(original.rsplit("/", 1)[-1])
             thumbnails = tuple(zip(self.folders[1:], keys[1:], strict=True))
             job = Job(self._next_seq(), entry.display, original, entry.source, entry.size,
-                      entry.mtime_ns, known, self.journal_lookup(original),
-                      numbers.get(name), thumbnails)
+                      entry.mtime_ns, self.remote_of(original, remote),
+                      self.journal_lookup(original), numbers.get(name), thumbnails)
             yield skip_early(self.cfg, job) or job
 
     def _numbers(self, reldir, names: List[str]) -> Tuple[Dict[str, int], str]:
@@ -186,11 +178,20 @@ class ImageWalker(WalkerBase):
             return {}, f"not numbered: manifest {manifest_key}: {err.message}"
         return numbers, ""
 
-    def _originals(self, reldir) -> Optional[Dict[str, object]]:
-        """What the original folder of this directory holds, by file name (one LIST
-        request per 1,000 keys); None when listing is not possible."""
-        if self.cfg.put == plan.STUPID or not self.can_list:
+    def _originals(self, reldir) -> Optional["FolderListing"]:
+        """What the original folder of this directory holds (one LIST request per 1,000
+        keys); None when listing is not possible or not needed."""
+        if not plan.needs_remote(self.cfg.put) or not self.can_list:
             return None
         folder = join_key(self.prefix, [*reldir, ORIGINAL_FOLDER]) + "/"
-        return {item.key[len(folder):]: item
-                for item in self.store.list_objects(folder, delimiter="/")}
+        return FolderListing(self.store.list_objects(folder, delimiter="/"))
+
+
+class FolderListing:
+    """The objects of one folder, answering ``lookup(key)`` as a ``ListingIndex`` does."""
+
+    def __init__(self, items):
+        self.items: Dict[str, RemoteObject] = {item.key: item for item in items}
+
+    def lookup(self, key: str) -> Optional[RemoteObject]:
+        return self.items.get(key)

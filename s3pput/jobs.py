@@ -8,7 +8,8 @@ always add up.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple
+from enum import Enum
+from typing import NamedTuple, Optional, Tuple, Union
 
 
 class Source(NamedTuple):
@@ -38,10 +39,18 @@ class JournalEntry(NamedTuple):
     etag: str  # the ETag the store returned
 
 
-# Job.remote is a RemoteObject, None (the key is absent: we listed it) or UNLISTED
-# (nobody listed it: the putter asks the store with a HEAD request). Compare with ==
-# (or isinstance str), never with "is": jobs are pickled between processes.
-UNLISTED = "unlisted"
+class Unlisted(Enum):
+    """The type of ``UNLISTED``: nobody listed the key, so a putter asks the store with a
+    HEAD request. An enum member survives pickling as the same object: ``is`` works."""
+
+    UNLISTED = "unlisted"
+
+
+UNLISTED = Unlisted.UNLISTED
+
+# What the walker knows of a key: the stored object, None (absent: we listed it) or
+# UNLISTED (ask the store).
+Remote = Union[RemoteObject, None, Unlisted]
 
 
 class Job(NamedTuple):
@@ -53,10 +62,19 @@ class Job(NamedTuple):
     source: Source  # how to read the bytes
     size: int  # local size in bytes at walk time
     mtime_ns: int  # local mtime at walk time (change detection)
-    remote: object  # RemoteObject | None | UNLISTED (see above)
+    remote: Remote  # RemoteObject | None | UNLISTED (see above)
     journal: Optional[JournalEntry] = None  # the last recorded put of this key, if any
     number: Optional[int] = None  # image mode: the file's sequence number
     thumbnail_keys: Tuple[Tuple[str, str], ...] = ()  # image mode: (spec name, key) pairs
+
+    def result(self, outcome: str, reason: str, **fields) -> "Result":
+        """This job's one outcome. Image jobs always name their number and thumbnail keys
+        (for the mapping log and the plan), whatever the outcome."""
+        if self.thumbnail_keys:
+            fields.setdefault("number", self.number)
+            fields.setdefault("extra_keys", tuple(key for _, key in self.thumbnail_keys))
+        fields.setdefault("size", self.size)
+        return Result(self.seq, self.display, self.key, outcome, reason, **fields)
 
 
 class Result(NamedTuple):

@@ -33,6 +33,11 @@ UNCHANGED, EXISTS = "unchanged", "exists"
 LIMIT = "limit reached"
 
 
+def needs_remote(mode: str) -> bool:
+    """Whether MODE needs to know what the store holds (``stupid`` puts blindly)."""
+    return mode != STUPID
+
+
 class Decision(NamedTuple):
     put: bool
     reason: str

@@ -1,10 +1,10 @@
 """Walking a SOURCE (directory, file or tar archive) into entries, and reading them back.
 
-The walk streams: it never holds more than one directory's names. Directory trees are
-walked in **key order** (the UTF-8 byte order S3 lists keys in): a directory's entries are
-sorted with ``/`` appended to subdirectory names, so everything under ``a/`` comes after
-the file ``a-b`` and before the file ``a0``, exactly as the keys sort. A listing of the
-destination in S3's order then arrives in the order the walk asks for it.
+The walk streams: it never holds more than one directory's names per level. One walk
+(``_children``: order, symlink loops, pruning of excluded directories) serves two
+orderings: ``walk_tree`` in **key order** (the UTF-8 byte order S3 lists keys in, so logs
+read like a listing) and ``walk_directories`` a directory at a time (image mode numbers per
+directory); ``count_files`` is the same walk without a stat per file.
 
 Every entry the walk yields is a file to consider (``problem`` None), or a file that is
 skipped or failed already (``problem`` says why): special files, unfollowed symlinks,
@@ -18,9 +18,10 @@ import io
 import os
 import stat
 import tarfile
-from typing import BinaryIO, Iterator, List, NamedTuple, Optional, Tuple
+from typing import BinaryIO, Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import FileError
+from .filters import Rule, excluded_by, prunes
 from .jobs import FAILED, SKIPPED, Source
 from .keys import encode_name
 
@@ -76,9 +77,24 @@ def file_entry(path: str, parts: Tuple[str, ...], *, follow_symlinks: bool,
     return Entry(tuple(parts), path, Source("file", path), info.st_size, info.st_mtime_ns)
 
 
-def _sorted_dir(path: str, follow_symlinks: bool):
-    """The entries of PATH as (name, is_dir, DirEntry), in key order (see module doc)."""
-    with os.scandir(path) as scan:
+FILE, DIRECTORY = "file", "directory"
+
+
+class _Dir(NamedTuple):
+    path: str
+    parts: Tuple[str, ...]
+    ancestors: frozenset  # (st_dev, st_ino) of the directories above, for loop detection
+
+
+def _children(directory: _Dir, follow_symlinks: bool, rules: Sequence[Rule],
+              pruned: Callable[[str, str], None], stat_files: bool):
+    """The children of DIRECTORY in key order (the UTF-8 byte order of their keys, a
+    subdirectory's name taken with its ``/``): ``(FILE, Entry)`` or ``(DIRECTORY, _Dir)``.
+
+    A subdirectory that the rules exclude as a whole is not descended (PRUNED is told); a
+    link back to an ancestor is a SKIPPED entry. Raises OSError if DIRECTORY cannot be read.
+    """
+    with os.scandir(directory.path) as scan:
         items = []
         for dirent in scan:
             try:
@@ -87,80 +103,105 @@ def _sorted_dir(path: str, follow_symlinks: bool):
                 is_dir = False
             items.append((encode_name(dirent.name), is_dir, dirent))
     items.sort(key=lambda item: (item[0] + "/" if item[1] else item[0]).encode("utf-8"))
-    return items
-
-
-def walk_tree(top: str, *, follow_symlinks: bool = False) -> Iterator[Entry]:
-    """Every file under directory TOP, in key order of its path relative to TOP."""
-    root = os.stat(top)
-    yield from _walk_dir(top, (), follow_symlinks, {(root.st_dev, root.st_ino)})
-
-
-def _walk_dir(path: str, parts: Tuple[str, ...], follow_symlinks: bool,
-              ancestors: set) -> Iterator[Entry]:
-    try:
-        items = _sorted_dir(path, follow_symlinks)
-    except OSError as err:
-        yield _problem(parts, path, f"cannot read directory: {err.strerror or err}", FAILED)
-        return
+    children = []
     for name, is_dir, dirent in items:
-        child = os.path.join(path, dirent.name)
-        child_parts = parts + (name,)
+        path = os.path.join(directory.path, dirent.name)
+        parts = directory.parts + (name,)
         if not is_dir:
-            yield file_entry(child, child_parts, follow_symlinks=follow_symlinks,
-                             dirent=dirent)
+            entry = file_entry(path, parts, follow_symlinks=follow_symlinks, dirent=dirent) \
+                if stat_files else Entry(parts, path, Source("file", path), 0, 0)
+            children.append((FILE, entry))
             continue
+        why = prunes(rules, "/".join(parts))
+        if why:
+            pruned(path, why)
+            continue
+        identity = None
         if follow_symlinks:
             try:
-                info = os.stat(child)
+                info = os.stat(path)
             except OSError as err:
-                yield _problem(child_parts, child, f"cannot stat: {err.strerror}", FAILED)
+                children.append((FILE, _problem(parts, path, f"cannot stat: {err.strerror}",
+                                                FAILED)))
                 continue
             identity = (info.st_dev, info.st_ino)
-            if identity in ancestors:
-                yield _problem(child_parts, child, "symbolic link loop, not followed",
-                               SKIPPED)
+            if identity in directory.ancestors:
+                children.append((FILE, _problem(parts, path,
+                                                "symbolic link loop, not followed", SKIPPED)))
                 continue
-            yield from _walk_dir(child, child_parts, follow_symlinks, ancestors | {identity})
-        else:
-            yield from _walk_dir(child, child_parts, follow_symlinks, ancestors)
+        children.append((DIRECTORY, _Dir(path, parts, directory.ancestors | {identity})))
+    return children
 
 
-def walk_directories(top: str, *, follow_symlinks: bool = False
-                     ) -> Iterator[Tuple[Tuple[str, ...], List[Entry]]]:
-    """Each directory under TOP (TOP first) with its files sorted by name: the unit image
-    mode numbers. Subdirectories follow their parent, in name order."""
-    root = os.stat(top)
-    stack = [(top, (), frozenset({(root.st_dev, root.st_ino)}))]
-    while stack:
-        path, parts, ancestors = stack.pop()
+def _root(top: str) -> _Dir:
+    info = os.stat(top)
+    return _Dir(top, (), frozenset({(info.st_dev, info.st_ino)}))
+
+
+def _unreadable(directory: _Dir, err: OSError) -> Entry:
+    return _problem(directory.parts, directory.path,
+                    f"cannot read directory: {err.strerror or err}", FAILED)
+
+
+def _ignore(path: str, why: str) -> None:
+    pass
+
+
+def walk_tree(top: str, *, follow_symlinks: bool = False, rules: Sequence[Rule] = (),
+              pruned: Callable[[str, str], None] = _ignore,
+              stat_files: bool = True) -> Iterator[Entry]:
+    """Every file under directory TOP, in key order of its path relative to TOP: a
+    directory's files and subdirectories interleaved as their keys sort (everything under
+    ``a/`` after the file ``a-b`` and before ``a0``). Directories that RULES exclude as a
+    whole are not walked (see ``filters.prunes``); files are not filtered here."""
+    def walk(directory: _Dir) -> Iterator[Entry]:
         try:
-            items = _sorted_dir(path, follow_symlinks)
+            children = _children(directory, follow_symlinks, rules, pruned, stat_files)
         except OSError as err:
-            yield parts, [_problem(parts, path, f"cannot read directory: {err.strerror}",
-                                   FAILED)]
+            yield _unreadable(directory, err)
+            return
+        for kind, item in children:
+            if kind == FILE:
+                yield item
+            else:
+                yield from walk(item)
+
+    yield from walk(_root(top))
+
+
+def walk_directories(top: str, *, follow_symlinks: bool = False, rules: Sequence[Rule] = (),
+                     pruned: Callable[[str, str], None] = _ignore
+                     ) -> Iterator[Tuple[Tuple[str, ...], List[Entry]]]:
+    """Each directory under TOP (TOP first) with its files in name order: the unit image
+    mode numbers. The same walk as ``walk_tree`` (pruning, loops), in another order:
+    a directory's files, then each subdirectory's, depth first."""
+    stack = [_root(top)]
+    while stack:
+        directory = stack.pop()
+        try:
+            children = _children(directory, follow_symlinks, rules, pruned, True)
+        except OSError as err:
+            yield directory.parts, [_unreadable(directory, err)]
             continue
-        files, subdirs = [], []
-        for name, is_dir, dirent in sorted(items, key=lambda item: item[0]):
-            child = os.path.join(path, dirent.name)
-            if not is_dir:
-                files.append(file_entry(child, parts + (name,),
-                                        follow_symlinks=follow_symlinks, dirent=dirent))
-                continue
-            identity = None
-            if follow_symlinks:
-                try:
-                    info = os.stat(child)
-                    identity = (info.st_dev, info.st_ino)
-                except OSError:
-                    identity = None
-                if identity in ancestors:
-                    files.append(_problem(parts + (name,), child,
-                                          "symbolic link loop, not followed", SKIPPED))
-                    continue
-            subdirs.append((child, parts + (name,), ancestors | {identity}))
-        yield parts, files
-        stack.extend(reversed(subdirs))
+        yield directory.parts, [item for kind, item in children if kind == FILE]
+        stack.extend(reversed([item for kind, item in children if kind == DIRECTORY]))
+
+
+def count_files(sources: Sequence[str], rules: Sequence[Rule], follow_symlinks: bool,
+                counted: List[int]) -> None:
+    """Count the files the walk will take under SOURCES (cheaply: no stat) into
+    COUNTED[0], for the progress bar's total and ETA while the streaming walk goes on."""
+    for source in sources:
+        if not os.path.isdir(source):
+            counted[0] += 1
+            continue
+        try:
+            for entry in walk_tree(source, follow_symlinks=follow_symlinks, rules=rules,
+                                   stat_files=False):
+                if not entry.parts or not excluded_by(rules, "/".join(entry.parts)):
+                    counted[0] += 1
+        except OSError:
+            pass
 
 
 # Members of compressed archives larger than this are spooled to a temporary file

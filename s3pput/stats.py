@@ -1,161 +1,20 @@
-"""Counters, progress display, and the human and JSON summaries.
+"""The counters of a run and its summaries (human and JSON): pure data, no output.
 
-Only the statter process uses this module: it is the one owner of counters and output.
-Output streams: the dry-run plan and the human summary go to stdout, except with
-``--json``, when stdout carries only the final JSON object and everything else goes to
-stderr. Failures always go to stderr. Progress goes to stderr.
+The statter (``statter``) owns the one ``Stats`` of a run.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections import Counter
-from typing import IO, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import humanize
 
 from .jobs import SKIPPED, UPLOADED, Result
 
-PLAIN_PROGRESS_EVERY = 10.0  # seconds between progress lines when not on a terminal
 MAX_FAILURES_IN_JSON = 1000
-
-
-class Log:
-    """Where messages go: the terminal streams and the optional log file."""
-
-    def __init__(self, *, verbose: int, quiet: bool, json_mode: bool,
-                 log_file: Optional[str], stdout: IO = None, stderr: IO = None):
-        self.verbose = verbose
-        self.quiet = quiet
-        self.stdout = stdout or sys.stdout
-        self.stderr = stderr or sys.stderr
-        self.plan_stream = self.stderr if json_mode else self.stdout
-        self.file = open(log_file, "a", encoding="utf-8", errors="backslashreplace") \
-            if log_file else None
-        self.clear_progress = lambda: None
-
-    def _to_file(self, level: str, text: str) -> None:
-        if self.file:
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-            self.file.write(f"{stamp} {level.upper():7} {text}\n")
-
-    def _print(self, stream: IO, text: str) -> None:
-        self.clear_progress()
-        print(text, file=stream, flush=stream is self.stderr)
-
-    def error(self, text: str) -> None:
-        self._to_file("error", text)
-        self._print(self.stderr, f"s3pput: {text}")
-
-    def warning(self, text: str) -> None:
-        self._to_file("warning", text)
-        if not self.quiet:
-            self._print(self.stderr, f"s3pput: warning: {text}")
-
-    def info(self, text: str) -> None:
-        self._to_file("info", text)
-        if self.verbose >= 1:
-            self._print(self.stderr, text)
-
-    def debug(self, text: str) -> None:
-        self._to_file("debug", text)
-        if self.verbose >= 2:
-            self._print(self.stderr, text)
-
-    def plan(self, text: str) -> None:
-        """A line of the dry-run plan: the product of a dry run, shown unless --quiet."""
-        self._to_file("plan", text)
-        if not self.quiet:
-            self._print(self.plan_stream, text)
-
-    def summary(self, text: str) -> None:
-        self._to_file("summary", text)
-        if not self.quiet:
-            self._print(self.plan_stream, text)
-
-    def close(self) -> None:
-        if self.file:
-            self.file.close()
-
-
-def count_files(sources, rules, follow_symlinks: bool, counted: List[int]) -> None:
-    """Count the files under SOURCES (cheaply: no stat) into COUNTED[0], for the progress
-    bar's total and ETA while the walk, which streams, has not finished."""
-    import os
-
-    from .filters import excluded_by
-
-    def scan(path: str, rel: str) -> None:
-        try:
-            with os.scandir(path) as entries:
-                for entry in entries:
-                    child = f"{rel}/{entry.name}" if rel else entry.name
-                    if entry.is_dir(follow_symlinks=follow_symlinks):
-                        scan(entry.path, child)
-                    elif not excluded_by(rules, child):
-                        counted[0] += 1
-        except OSError:
-            pass
-
-    for source in sources:
-        if os.path.isdir(source):
-            scan(source, "")
-        else:
-            counted[0] += 1
-
-
-class Progress:
-    """Live progress: a tqdm bar on a terminal, a plain line every few seconds otherwise.
-
-    On a terminal a background thread counts the files first, so the bar has a total and
-    an ETA while the (streaming) walk is still going; the walk's count replaces it at the
-    end."""
-
-    def __init__(self, log: Log, enabled: bool, dry_run: bool, cfg=None):
-        self.log = log
-        self.enabled = enabled
-        self.bar = None
-        self.last_line = time.monotonic()
-        self.dry_run = dry_run
-        self.estimate = [0]
-        if enabled and log.stderr.isatty():
-            import threading
-
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=0, unit="file", file=log.stderr, dynamic_ncols=True,
-                            leave=False, desc="would put" if dry_run else "put")
-            log.clear_progress = self.bar.clear
-            if cfg is not None:
-                threading.Thread(target=count_files, daemon=True,
-                                 args=(cfg.sources, cfg.rules, cfg.follow_symlinks,
-                                       self.estimate)).start()
-
-    def update(self, stats: "Stats") -> None:
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.total = stats.walked if stats.walk_finished else \
-                max(stats.walked, self.estimate[0])
-            self.bar.n = stats.done
-            self.bar.set_postfix_str(
-                f"{humanize.naturalsize(stats.bytes)}, {stats.skipped} skipped, "
-                f"{stats.failed} failed", refresh=False)
-            self.bar.refresh()
-            return
-        now = time.monotonic()
-        if now - self.last_line >= PLAIN_PROGRESS_EVERY:
-            self.last_line = now
-            print(f"s3pput: {stats.done:,}/{stats.walked:,} files done, "
-                  f"{humanize.naturalsize(stats.bytes)}, {stats.files_per_second():.1f} files/s",
-                  file=self.log.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.log.clear_progress = lambda: None
 
 
 class Stats:

@@ -20,8 +20,8 @@ import botocore.config
 import botocore.exceptions
 
 from .config import Config
-from .errors import ConfigError, FileError, S3pputError, TransientError
-from .fastput import FastPut
+from .errors import ConfigError, ConnectionFailure, FileError, S3pputError, TransientError
+from .fastput import FastPut, proxy_configured
 from .jobs import RemoteObject
 
 # Error codes that say the run cannot go on at all, whatever the file.
@@ -136,8 +136,8 @@ def translate(err: BaseException, *, op: str, bucket: str, key: str = "",
                         botocore.exceptions.ReadTimeoutError,
                         botocore.exceptions.ConnectTimeoutError,
                         botocore.exceptions.HTTPClientError)):
-        return TransientError(f"{type(err).__name__}: {err} (gave up after retries)",
-                              op=op, path=path, key=key)
+        return ConnectionFailure(f"{type(err).__name__}: {err} (gave up after retries)",
+                                 op=op, path=path, key=key)
     if isinstance(err, botocore.exceptions.SSLError):
         return ConfigError(f"TLS error talking to the endpoint: {err} "
                            "(--no-verify-ssl skips certificate checks)")
@@ -339,3 +339,23 @@ class DryRunStore(Store):
     def put_multipart(self, key, parts, params, *, before_complete=lambda md5s: None,
                       path=""):
         return ""
+
+
+def make_store(cfg: Config, pool_size: int = 10) -> Store:
+    """The store of a run, for the process that calls this: its client is made on first
+    use, in that process (a dry run that only records never pays for one). Single PUTs
+    and listing pages take the fast path unless ``--no-fast-put`` or a proxy is set."""
+    def factory():
+        return make_client(cfg, pool_size=pool_size)
+
+    kind = DryRunStore if cfg.dry_run else Store
+    return kind(factory, cfg.bucket, fast=cfg.fast_put and not proxy_configured(),
+                timeout=cfg.timeout, verify_ssl=cfg.verify_ssl)
+
+
+def preflight(cfg: Config) -> bool:
+    """Check bucket and credentials once, up front; return whether listing works.
+
+    Raises ``ConfigError`` with one message for the user when the run cannot work.
+    """
+    return Store(lambda: make_client(cfg), cfg.bucket).check_bucket()

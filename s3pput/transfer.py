@@ -20,9 +20,9 @@ from . import plan
 from .config import Config
 from .content import GzipReader, content_type, gzip_bytes, should_gzip
 from .digest import Digest, digest_bytes, digest_stream, etag_matches, multipart_etag
-from .errors import FatalError, FileError, S3pputError, TransientError
+from .errors import ConnectionFailure, FatalError, FileError, S3pputError, TransientError
 from .images import ThumbnailSpec, make_thumbnails, sniff_image
-from .jobs import FAILED, SKIPPED, UPLOADED, Job, Result
+from .jobs import FAILED, SKIPPED, UNLISTED, UPLOADED, Job, RemoteObject, Result
 from .sources import open_source
 from .store import Store
 
@@ -98,7 +98,7 @@ class Breaker:
                 self.failures = 0
             elif isinstance(error, Unreachable):
                 return  # our own fast failure is no news about the store
-            elif isinstance(error, TransientError) and _is_connection_error(error):
+            elif isinstance(error, ConnectionFailure):
                 self.failures += 1
                 self.reason = error.message
                 if self.failures >= self.THRESHOLD:
@@ -107,13 +107,6 @@ class Breaker:
 
 class Unreachable(TransientError):
     """A job failed fast by the ``Breaker``, without a request."""
-
-
-def _is_connection_error(error: TransientError) -> bool:
-    text = error.message
-    return any(name in text for name in ("EndpointConnectionError", "ConnectionClosedError",
-                                         "ConnectTimeoutError", "ReadTimeoutError",
-                                         "HTTPClientError"))
 
 
 class Changed(FileError):
@@ -273,21 +266,20 @@ class Transfer:
             self.breaker.record(err)
             result = self._failed(job, err.message)
         except Exception as err:  # noqa: BLE001 - a bug must fail one file, not the run
-            result = self._failed(job, f"internal error: {type(err).__name__}: {err}")
-        if job.thumbnail_keys:
-            # Image jobs always name their number and thumbnail keys (mapping log, plan).
-            result = result._replace(number=job.number,
-                                     extra_keys=tuple(key for _, key in job.thumbnail_keys))
+            result = job.result(FAILED, f"internal error: {type(err).__name__}: {err}")
         return result
 
     def _failed(self, job: Job, reason: str) -> Result:
-        return Result(job.seq, job.display, job.key, FAILED, reason, size=job.size)
+        return job.result(FAILED, reason)
 
-    def remote_of(self, job: Job):
-        if isinstance(job.remote, str) and self.cfg.put != plan.STUPID:
-            self.rate.wait()
-            return self.store.head(job.key)
-        return None if isinstance(job.remote, str) else job.remote
+    def remote_of(self, job: Job) -> Optional[RemoteObject]:
+        """What the store holds under the job's key: the walker's answer, or a HEAD."""
+        if job.remote is not UNLISTED:
+            return job.remote
+        if not plan.needs_remote(self.cfg.put):
+            return None
+        self.rate.wait()
+        return self.store.head(job.key)
 
     def _run(self, job: Job) -> Result:
         cfg = self.cfg
@@ -295,9 +287,8 @@ class Transfer:
         decision = plan.first_look(cfg.put, remote, size=job.size, mtime_ns=job.mtime_ns,
                                    journal=job.journal, size_comparable=not cfg.gzip)
         if isinstance(decision, plan.Decision) and not decision.put:
-            return Result(job.seq, job.display, job.key, SKIPPED, decision.reason,
-                          size=job.size, mtime_ns=job.mtime_ns,
-                          etag=remote.etag if remote else "")
+            return job.result(SKIPPED, decision.reason, mtime_ns=job.mtime_ns,
+                              etag=remote.etag if remote else "")
         payload = Payload(job, cfg)
         try:
             digest = None
@@ -306,20 +297,17 @@ class Transfer:
                 same = etag_matches(remote.etag, digest, payload.digest)
                 decision = plan.after_compare(same)
                 if not decision.put:
-                    return Result(job.seq, job.display, job.key, SKIPPED, decision.reason,
-                                  size=job.size, mtime_ns=payload.mtime_ns(),
-                                  md5=payload.known_md5(), etag=remote.etag)
+                    return job.result(SKIPPED, decision.reason, mtime_ns=payload.mtime_ns(),
+                                      md5=payload.known_md5(), etag=remote.etag)
             if not self.slots.take():
-                return Result(job.seq, job.display, job.key, SKIPPED, plan.LIMIT,
-                              size=job.size)
+                return job.result(SKIPPED, plan.LIMIT)
             thumbnail_bytes, preview = self.put_thumbnails(job, payload)
             # The original goes last: once it is in place, so are its thumbnails, and
             # the next run may skip the image without looking at them.
             etag, sent = self.put(job, payload, digest)
-            return Result(job.seq, job.display, job.key, UPLOADED, decision.reason,
-                          size=job.size, sent=sent + thumbnail_bytes,
-                          mtime_ns=payload.mtime_ns(), md5=payload.known_md5(), etag=etag,
-                          preview=preview)
+            return job.result(UPLOADED, decision.reason, sent=sent + thumbnail_bytes,
+                              mtime_ns=payload.mtime_ns(), md5=payload.known_md5(), etag=etag,
+                              preview=preview)
         finally:
             payload.close()
 

@@ -17,7 +17,7 @@ from . import plan
 from .config import Config
 from .errors import FileError
 from .filters import excluded_by
-from .jobs import FAILED, SKIPPED, UNLISTED, Job, RemoteObject, Result
+from .jobs import FAILED, SKIPPED, UNLISTED, Job, Remote, RemoteObject, Result
 from .keys import check_key, join_key, normalize_prefix
 from .sources import Entry, file_entry, is_archive, walk_archive, walk_tree
 from .store import Store
@@ -100,19 +100,14 @@ def skip_early(cfg: Config, job: Job) -> Optional[Result]:
     The walker calls this so that the files a re-run does not touch never travel to a
     putter: an unchanged tree costs a walk and a listing, nothing more.
     """
-    if isinstance(job.remote, str):  # UNLISTED: only a putter's HEAD can tell
+    if job.remote is UNLISTED:  # only a putter's HEAD can tell
         return None
     decision = plan.first_look(cfg.put, job.remote, size=job.size, mtime_ns=job.mtime_ns,
                                journal=job.journal, size_comparable=not cfg.gzip)
     if not isinstance(decision, plan.Decision) or decision.put:
         return None
-    etag = job.remote.etag if job.remote else ""
-    result = Result(job.seq, job.display, job.key, SKIPPED, decision.reason, size=job.size,
-                    mtime_ns=job.mtime_ns, etag=etag)
-    if job.thumbnail_keys:
-        result = result._replace(number=job.number,
-                                 extra_keys=tuple(key for _, key in job.thumbnail_keys))
-    return result
+    return job.result(SKIPPED, decision.reason, mtime_ns=job.mtime_ns,
+                      etag=job.remote.etag if job.remote else "")
 
 
 class WalkerBase:
@@ -134,10 +129,26 @@ class WalkerBase:
         self.seq += 1
         return self.seq
 
-    def screen(self, entry: Entry) -> Tuple[str, Optional[Result]]:
-        """Apply the filters and the walk's own verdict to ENTRY: ("", None) when the
-        filters leave it out (noted at -vv; it is not walked), (key, a Result) when its
-        outcome is known already (a special file, an error), else (key, None)."""
+    def outcome(self, entry: Entry, key: str, outcome: str, reason: str) -> Result:
+        """The one result of ENTRY when the walk decides it already (no job is made)."""
+        return Result(self._next_seq(), entry.display, key, outcome, reason, size=entry.size)
+
+    def pruned(self, path: str, why: str) -> None:
+        """The walk left out the directory PATH as a whole (noted at -vv)."""
+        self.note("debug", f"excluded {path}/ ({why})")
+
+    def remote_of(self, key: str, index: Optional["ListingIndex"]) -> Remote:
+        """What the job of KEY carries about the store: nothing to know (stupid), the
+        listing's answer, or UNLISTED (a putter asks)."""
+        if not plan.needs_remote(self.cfg.put):
+            return None
+        return index.lookup(key) if index is not None else UNLISTED
+
+    def screen(self, entry: Entry, *, check: bool = True) -> Tuple[str, Optional[Result]]:
+        """Apply the filters, the walk's own verdict and (with CHECK) the key rules to
+        ENTRY: ("", None) when the filters leave it out (noted at -vv), (key, a Result)
+        when its outcome is known already (a special file, an error, an invalid key), else
+        (key, None)."""
         if entry.parts:
             why = excluded_by(self.cfg.rules, "/".join(entry.parts))
             if why:
@@ -145,8 +156,12 @@ class WalkerBase:
                 return "", None
         key = join_key(self.prefix, entry.parts)
         if entry.problem:
-            return key, Result(self._next_seq(), entry.display, key, entry.outcome,
-                               entry.problem)
+            return key, self.outcome(entry, key, entry.outcome, entry.problem)
+        if check:
+            try:
+                check_key(key, path=entry.display)
+            except FileError as err:
+                return key, self.outcome(entry, key, FAILED, err.message)
         return key, None
 
 
@@ -158,12 +173,9 @@ class Walker(WalkerBase):
         self.spool_dir = spool_dir
         self.index: Optional[ListingIndex] = None
 
-    def needs_remote(self) -> bool:
-        return self.cfg.put != plan.STUPID
-
     def listing_for_tree(self) -> Optional[ListingIndex]:
         """The index of the destination prefix, made once per run (sources share it)."""
-        if not (self.needs_remote() and self.can_list and self.store is not None):
+        if not (plan.needs_remote(self.cfg.put) and self.can_list and self.store is not None):
             return None
         if self.index is None:
             listing = self.store.list_objects(self.prefix + "/" if self.prefix else "")
@@ -174,7 +186,8 @@ class Walker(WalkerBase):
         for source in self.cfg.sources:
             if os.path.isdir(source):
                 listing = self.listing_for_tree()
-                for entry in walk_tree(source, follow_symlinks=self.cfg.follow_symlinks):
+                for entry in walk_tree(source, follow_symlinks=self.cfg.follow_symlinks,
+                                       rules=self.cfg.rules, pruned=self.pruned):
                     yield from self._emit(entry, listing)
             elif is_archive(source):
                 for entry in walk_archive(source, self.spool_dir):
@@ -187,22 +200,10 @@ class Walker(WalkerBase):
 
     def _emit(self, entry: Entry, listing: Optional[ListingIndex]) -> Iterator[Output]:
         key, known = self.screen(entry)
+        if known is not None:
+            yield known
         if known is not None or not key:
-            if known is not None:
-                yield known
             return
-        try:
-            check_key(key, path=entry.display)
-        except FileError as err:
-            yield Result(self._next_seq(), entry.display, key, FAILED, err.message,
-                         size=entry.size)
-            return
-        if not self.needs_remote():
-            remote = None
-        elif listing is not None:
-            remote = listing.lookup(key)
-        else:
-            remote = UNLISTED
         job = Job(self._next_seq(), entry.display, key, entry.source, entry.size,
-                  entry.mtime_ns, remote, self.journal_lookup(key))
+                  entry.mtime_ns, self.remote_of(key, listing), self.journal_lookup(key))
         yield skip_early(self.cfg, job) or job

@@ -1,0 +1,126 @@
+"""The putter: one process's share of the uploads.
+
+A ``Putter`` takes batches of jobs from its own queue and runs each job through one
+``Transfer`` on worker threads that share the process's store client, sending the results
+to the statter in batches. It is the role as a class: ``run(next_batch)`` with any source
+of batches and any sink of results, so it is testable without processes.
+
+Promises: every job taken from the queue gets exactly one result, unless the run is
+stopped (then unstarted jobs get none: the statter reports them as not finished) or a
+``FatalError`` ends the run (reported once, through ``on_fatal``).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Callable, List, Optional
+
+from .errors import FatalError
+from .jobs import STOP, Job, Result, Results
+from .transfer import Transfer
+
+RESULT_FLUSH_SECONDS = 0.1  # results wait at most this long before they are sent
+POLL_SECONDS = 0.2  # how often a waiting thread looks at the stop flag
+
+
+class Putter:
+    def __init__(self, transfer: Transfer, send: Callable[[Results], None], stop,
+                 threads: int, on_fatal: Callable[[str], None]):
+        """SEND delivers a batch of results to the statter; STOP is the run's stop event;
+        THREADS jobs run at once; ON_FATAL(message) is called once if a job raises
+        ``FatalError`` (the run is then stopped)."""
+        self.transfer = transfer
+        self.send = send
+        self.stop = stop
+        self.threads = threads
+        self.on_fatal = on_fatal
+        self.local: "queue.Queue[Optional[Job]]" = queue.Queue(maxsize=threads)
+        self.pending: List[Result] = []
+        self.lock = threading.Lock()
+        self.fatal = threading.Event()
+        self.done = threading.Event()
+
+    def flush(self) -> None:
+        with self.lock:
+            batch = tuple(self.pending)
+            self.pending.clear()
+        if batch:
+            self.send(Results(batch))
+
+    def _work(self) -> None:
+        while True:
+            job = self.local.get()
+            if job is None:
+                return
+            if self.stop.is_set():
+                continue  # not attempted: the statter reports it as not finished
+            try:
+                result = self.transfer.run(job)
+            except FatalError as err:
+                if not self.fatal.is_set():
+                    self.fatal.set()
+                    self.on_fatal(str(err))
+                self.stop.set()
+                continue
+            with self.lock:
+                self.pending.append(result)
+
+    def _flusher(self) -> None:
+        while not self.done.wait(RESULT_FLUSH_SECONDS):
+            self.flush()
+
+    def _hand_over(self, item: Optional[Job]) -> bool:
+        """Give ITEM to the worker threads; False if the run stopped meanwhile."""
+        while True:
+            try:
+                self.local.put(item, timeout=POLL_SECONDS)
+                return True
+            except queue.Full:
+                if self.stop.is_set():
+                    return False
+
+    def run(self, next_batch: Callable[[float], object], grace: float) -> None:
+        """Run batches from NEXT_BATCH(timeout) (a tuple of jobs, ``STOP``, or raises
+        ``queue.Empty``) until ``STOP`` or the run stops; then wait for the jobs under way
+        (at most GRACE seconds once the run is stopped) and send the last results."""
+        workers = [threading.Thread(target=self._work, daemon=True)
+                   for _ in range(self.threads)]
+        for thread in workers:
+            thread.start()
+        flusher = threading.Thread(target=self._flusher, daemon=True)
+        flusher.start()
+        while not self.stop.is_set():
+            try:
+                batch = next_batch(POLL_SECONDS)
+            except queue.Empty:
+                continue
+            if batch is STOP:
+                break
+            for job in batch:
+                if not self._hand_over(job):
+                    break
+        for _ in workers:
+            if not self._hand_over(None):
+                _drain(self.local)  # stopped: what waits is not attempted
+                self._hand_over(None)
+        deadline = None  # set once the run is stopped: jobs under way get GRACE seconds
+        for thread in workers:
+            while thread.is_alive():
+                if deadline is None and self.stop.is_set():
+                    deadline = time.monotonic() + grace
+                if deadline is not None and time.monotonic() > deadline:
+                    break  # abandoned: its job gets no result (reported as not finished)
+                thread.join(POLL_SECONDS)
+        self.done.set()
+        flusher.join()
+        self.flush()
+
+
+def _drain(local: "queue.Queue") -> None:
+    try:
+        while True:
+            local.get_nowait()
+    except queue.Empty:
+        pass
