@@ -135,8 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("running")
     run.add_argument("--processes", "--workers", type=int, default=os.cpu_count() or 2,
                      help="putter processes (default: CPU count)")
-    run.add_argument("--inflight", type=int, default=16,
-                     help="requests in flight per putter process (default 16)")
+    run.add_argument("--inflight", type=int,
+                     help="requests in flight per putter process, fixed (default: adaptive, "
+                     "following the network's latency and throughput)")
+    run.add_argument("--max-inflight", type=int, default=256,
+                     help="the most requests in flight per putter process the adaptive "
+                     "limit may reach (default 256)")
     run.add_argument("--retries", type=int, default=6,
                      help="retries of a failed request, with exponential backoff (default 6)")
     run.add_argument("--timeout", type=float, default=60.0,
@@ -174,6 +178,7 @@ def make_config(args: argparse.Namespace, environ=None, cwd: Optional[str] = Non
     for value, option in ((args.limit, "--limit"),):
         positive(value, option, allow_zero=True)
     for value, option in ((args.processes, "--processes"), (args.inflight, "--inflight"),
+                          (args.max_inflight, "--max-inflight"),
                           (args.timeout, "--timeout"), (args.max_rate, "--max-rate"),
                           (args.multipart_threshold, "--multipart-threshold"),
                           (args.part_size, "--part-size")):
@@ -213,6 +218,7 @@ def make_config(args: argparse.Namespace, environ=None, cwd: Optional[str] = Non
         storage_class=args.storage_class,
         processes=args.processes,
         inflight=args.inflight,
+        max_inflight=args.max_inflight,
         multipart_threshold=args.multipart_threshold * MiB,
         part_size=args.part_size * MiB,
         retries=args.retries,

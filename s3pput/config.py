@@ -75,7 +75,9 @@ class Config:
     sse: Optional[str] = None
     storage_class: Optional[str] = None
     processes: int = 2
-    inflight: int = 16  # requests in flight per putter process
+    inflight: Optional[int] = None  # requests in flight per putter; None: adaptive
+    max_inflight: int = 256  # the most the adaptive limit goes to, per putter
+    memory_per_putter: int = 256 * MiB  # bodies held in memory at once by one putter
     multipart_threshold: int = 8 * MiB
     part_size: int = 8 * MiB
     retries: int = 8

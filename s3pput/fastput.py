@@ -133,8 +133,11 @@ class FastPut:
 
     PAUSE_AFTER_THROTTLE = 10.0
 
-    def __init__(self, client, bucket: str, timeout: float, verify_ssl: bool):
+    def __init__(self, client, bucket: str, timeout: float, verify_ssl: bool,
+                 on_throttle=lambda: None):
+        """ON_THROTTLE() is called on every throttling answer (429, 503)."""
         self.client = client
+        self.on_throttle = on_throttle
         url = client.generate_presigned_url("put_object",
                                             Params={"Bucket": bucket, "Key": "K"})
         parts = urlsplit(url)
@@ -223,9 +226,13 @@ class FastPut:
             if status == 200:
                 return answer.get("etag", "").strip('"') or md5.hex()
             if status in THROTTLE_STATUSES:
-                self.closed_until = time.monotonic() + self.PAUSE_AFTER_THROTTLE
+                self._throttled()
             return None
         return None
+
+    def _throttled(self) -> None:
+        self.closed_until = time.monotonic() + self.PAUSE_AFTER_THROTTLE
+        self.on_throttle()
 
     def list_page(self, prefix: str, token: str = "", delimiter: str = "",
                   max_keys: int = 0):
@@ -263,7 +270,7 @@ class FastPut:
                 return None
             if status != 200:
                 if status in THROTTLE_STATUSES:
-                    self.closed_until = time.monotonic() + self.PAUSE_AFTER_THROTTLE
+                    self._throttled()
                 return None
             try:
                 return parse_listing(body)

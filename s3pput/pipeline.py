@@ -38,6 +38,8 @@ from .jobs import STOP, Fatal, Finish, Note
 STOP_GRACE_SECONDS = 4.0  # after a stop, workers have this long before they are killed
 STAT_QUEUE_MESSAGES = 512
 PUT_QUEUE_BATCHES = 2  # batches waiting per putter
+INITIAL_INFLIGHT = 16  # requests in flight per putter before the controller has learnt
+MIN_INFLIGHT = 4  # ... and the fewest it goes down to (throttling halves, down to this)
 
 
 def _linux_process_setup(role: str) -> None:
@@ -147,14 +149,25 @@ def walker_process(cfg: Config, can_list: bool, spool_dir: str, put_queues: PutQ
 def putter_process(cfg: Config, index: int, put_queues: PutQueues, stat_queue, stop,
                    slots_value, rate_state) -> None:
     _worker_setup("putter")
-    from .putter import Putter
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .concurrency import Controller, Limiter, MemoryBudget
+    from .putter import HEADROOM, Putter
     from .store import make_store
-    from .transfer import Transfer, UploadSlots
+    from .transfer import PARTS_IN_FLIGHT, Transfer, UploadSlots
 
     put_queue = put_queues.queues[index]
-    transfer = Transfer(cfg, make_store(cfg, cfg.inflight + 2), UploadSlots(slots_value),
-                        stop, rate_state)
-    putter = Putter(transfer, stat_queue.put, stop, cfg.inflight,
+    fixed = cfg.inflight is not None
+    most = cfg.inflight if fixed else cfg.max_inflight
+    limiter = Limiter(Controller(cfg.inflight or INITIAL_INFLIGHT, MIN_INFLIGHT, most),
+                      fixed=fixed)
+    part_threads = 2 * PARTS_IN_FLIGHT
+    store = make_store(cfg, most + HEADROOM + part_threads)
+    store.on_throttle = limiter.throttled
+    transfer = Transfer(cfg, store, UploadSlots(slots_value), stop, rate_state,
+                        limiter=limiter, budget=MemoryBudget(cfg.memory_per_putter),
+                        parts=ThreadPoolExecutor(part_threads, thread_name_prefix="part"))
+    putter = Putter(transfer, stat_queue.put, stop, most + HEADROOM,
                     on_fatal=lambda text: stat_queue.put(Fatal(text)))
     putter.run(lambda timeout: put_queue.get(timeout=timeout), STOP_GRACE_SECONDS - 1)
     stat_queue.close()

@@ -2,8 +2,11 @@
 
 A ``Putter`` takes batches of jobs from its own queue and runs each job through one
 ``Transfer`` on worker threads that share the process's store client, sending the results
-to the statter in batches. It is the role as a class: ``run(next_batch)`` with any source
-of batches and any sink of results, so it is testable without processes.
+to the statter in batches. How many requests are in flight is the ``Transfer``'s
+``Limiter``'s to say (``concurrency``): the putter keeps a few more job threads than that
+limit, so that the next jobs' files are read and hashed while requests are out, and
+starts more threads as the limit grows. It is the role as a class: ``run(next_batch)``
+with any source of batches and any sink of results, testable without processes.
 
 Promises: every job taken from the queue gets exactly one result, unless the run is
 stopped (then unstarted jobs get none: the statter reports them as not finished) or a
@@ -23,20 +26,26 @@ from .transfer import Transfer
 
 RESULT_FLUSH_SECONDS = 0.1  # results wait at most this long before they are sent
 POLL_SECONDS = 0.2  # how often a waiting thread looks at the stop flag
+HEADROOM = 8  # job threads beyond the limit of requests in flight (reading, hashing)
 
 
 class Putter:
     def __init__(self, transfer: Transfer, send: Callable[[Results], None], stop,
-                 threads: int, on_fatal: Callable[[str], None]):
+                 max_threads: int, on_fatal: Callable[[str], None]):
         """SEND delivers a batch of results to the statter; STOP is the run's stop event;
-        THREADS jobs run at once; ON_FATAL(message) is called once if a job raises
-        ``FatalError`` (the run is then stopped)."""
+        at most MAX_THREADS jobs run at once; ON_FATAL(message) is called once if a job
+        raises ``FatalError`` (the run is then stopped)."""
         self.transfer = transfer
         self.send = send
         self.stop = stop
-        self.threads = threads
+        self.max_threads = max_threads
         self.on_fatal = on_fatal
-        self.local: "queue.Queue[Optional[Job]]" = queue.Queue(maxsize=threads)
+        self.workers: List[threading.Thread] = []
+        self.local: "queue.Queue[Optional[Job]]" = queue.Queue()
+        # Jobs handed over and not started yet: kept near the number of job threads, so
+        # that a putter takes no more from the walker than it is about to do.
+        self.backlog = 0
+        self.room = threading.Condition()
         self.pending: List[Result] = []
         self.lock = threading.Lock()
         self.fatal = threading.Event()
@@ -54,6 +63,9 @@ class Putter:
             job = self.local.get()
             if job is None:
                 return
+            with self.room:
+                self.backlog -= 1
+                self.room.notify()
             if self.stop.is_set():
                 continue  # not attempted: the statter reports it as not finished
             try:
@@ -71,24 +83,32 @@ class Putter:
         while not self.done.wait(RESULT_FLUSH_SECONDS):
             self.flush()
 
-    def _hand_over(self, item: Optional[Job]) -> bool:
-        """Give ITEM to the worker threads; False if the run stopped meanwhile."""
-        while True:
-            try:
-                self.local.put(item, timeout=POLL_SECONDS)
-                return True
-            except queue.Full:
+    def _hand_over(self, job: Job) -> bool:
+        """Give JOB to the job threads once one is about to be free; False if the run
+        stopped meanwhile."""
+        with self.room:
+            while self.backlog >= len(self.workers):
                 if self.stop.is_set():
                     return False
+                self.room.wait(POLL_SECONDS)
+            self.backlog += 1
+        self.local.put(job)
+        return True
+
+    def _grow(self) -> None:
+        """Start job threads up to the limit of requests in flight plus ``HEADROOM``."""
+        wanted = min(self.max_threads, self.transfer.limiter.limit + HEADROOM)
+        while len(self.workers) < wanted:
+            thread = threading.Thread(target=self._work, daemon=True,
+                                      name=f"job-{len(self.workers)}")
+            thread.start()
+            self.workers.append(thread)
 
     def run(self, next_batch: Callable[[float], object], grace: float) -> None:
         """Run batches from NEXT_BATCH(timeout) (a tuple of jobs, ``STOP``, or raises
         ``queue.Empty``) until ``STOP`` or the run stops; then wait for the jobs under way
         (at most GRACE seconds once the run is stopped) and send the last results."""
-        workers = [threading.Thread(target=self._work, daemon=True)
-                   for _ in range(self.threads)]
-        for thread in workers:
-            thread.start()
+        self._grow()
         flusher = threading.Thread(target=self._flusher, daemon=True)
         flusher.start()
         while not self.stop.is_set():
@@ -99,12 +119,14 @@ class Putter:
             if batch is STOP:
                 break
             for job in batch:
+                self._grow()
                 if not self._hand_over(job):
                     break
+        workers = list(self.workers)
+        if self.stop.is_set():
+            _drain(self.local)  # stopped: what waits is not attempted
         for _ in workers:
-            if not self._hand_over(None):
-                _drain(self.local)  # stopped: what waits is not attempted
-                self._hand_over(None)
+            self.local.put(None)
         deadline = None  # set once the run is stopped: jobs under way get GRACE seconds
         for thread in workers:
             while thread.is_alive():

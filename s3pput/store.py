@@ -9,10 +9,14 @@ making them. Errors come out translated (``translate``): fatal configuration pro
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 import threading
-from typing import Callable, Dict, Iterable, Iterator, List, Optional
+from collections import deque
+from concurrent import futures
+from concurrent.futures import Future
+from typing import Callable, Deque, Dict, Iterable, Iterator, List, Optional
 from urllib.parse import urlparse
 
 import boto3
@@ -40,6 +44,9 @@ FATAL_CODES = {
 TRANSIENT_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout",
                    "Throttling", "ThrottlingException", "RequestTimeTooSkewed", "500", "502",
                    "503", "504"}
+
+THROTTLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "TooManyRequests",
+                  "RequestLimitExceeded"}
 
 MULTIPART_RESERVED = 10_000  # S3's limit on parts per upload
 
@@ -150,6 +157,16 @@ def md5_b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
+def run_now(operation: Callable) -> Future:
+    """``operation()`` done at once, in this thread, as a finished Future."""
+    future: Future = Future()
+    try:
+        future.set_result(operation())
+    except BaseException as err:  # noqa: BLE001 - handed over in the future
+        future.set_exception(err)
+    return future
+
+
 class Store:
     """The S3 store: the few operations s3pput needs, with errors translated."""
 
@@ -165,17 +182,33 @@ class Store:
         self._client = None
         self._fast_lane: Optional[FastPut] = None
         self._lock = threading.Lock()
+        # Called (from any thread) whenever the store answers 503/429/SlowDown, by either
+        # path: the putter's concurrency controller backs off on it.
+        self.on_throttle: Callable[[], None] = lambda: None
 
     @property
     def client(self):
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = self.client_factory()
+                    client = self.client_factory()
+                    client.meta.events.register("needs-retry.s3", self._note_throttle)
                     if self.fast:
-                        self._fast_lane = FastPut(self._client, self.bucket, self.timeout,
-                                                  self.verify_ssl)
+                        self._fast_lane = FastPut(client, self.bucket, self.timeout,
+                                                  self.verify_ssl,
+                                                  on_throttle=lambda: self.on_throttle())
+                    self._client = client
         return self._client
+
+    def _note_throttle(self, response=None, **_ignored) -> None:
+        """botocore's needs-retry event: tell ``on_throttle`` about throttling answers
+        (the retry decision itself stays botocore's: this returns None)."""
+        if response is None:
+            return
+        http, parsed = response
+        code = (parsed or {}).get("Error", {}).get("Code", "")
+        if getattr(http, "status_code", 0) in (429, 503) or code in THROTTLE_CODES:
+            self.on_throttle()
 
     @property
     def fast_lane(self) -> Optional[FastPut]:
@@ -291,36 +324,59 @@ class Store:
 
     def put_multipart(self, key: str, parts: Iterable[bytes], params: Dict, *,
                       before_complete: Callable[[List[bytes]], None] = lambda md5s: None,
-                      path: str = "") -> str:
+                      path: str = "", submit: Optional[Callable] = None,
+                      window: int = 1) -> str:
         """Put the bytes of PARTS under KEY as a multipart upload; return the ETag.
 
-        BEFORE_COMPLETE(part md5s) may raise to abandon the upload: it is then aborted and
+        Parts are read from PARTS in order, in the calling thread, and go up through
+        SUBMIT(operation) -> Future (default: at once, in this thread), at most WINDOW at
+        a time. BEFORE_COMPLETE(part md5s, in order) may raise to abandon the upload. On
+        any failure the parts still in flight are waited for and the upload is aborted:
         nothing appears under KEY.
         """
+        run = submit or run_now
         try:
             upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, **params)
         except Exception as err:  # noqa: BLE001 - translated
             self._fail(err, "put", key, path)
         upload_id = upload["UploadId"]
-        done, md5s = [], []
+        in_flight: Deque[Future] = deque()
+        finished: List[tuple] = []  # (md5, etag) of each part, in part order
         try:
             for number, data in enumerate(parts, 1):
-                digest = hashlib.md5(data).digest()
-                answer = self.client.upload_part(Bucket=self.bucket, Key=key, Body=data,
-                                                 PartNumber=number, UploadId=upload_id,
-                                                 ContentMD5=md5_b64(digest))
-                md5s.append(digest)
-                done.append({"PartNumber": number, "ETag": answer["ETag"]})
-            before_complete(md5s)
+                if number > MULTIPART_RESERVED:
+                    raise FileError(f"more than {MULTIPART_RESERVED:,} parts: use a larger "
+                                    "--part-size", op="put", path=path, key=key)
+                while len(in_flight) >= window:
+                    finished.append(in_flight.popleft().result())
+                in_flight.append(run(functools.partial(
+                    self._upload_part, key, upload_id, number, data, path)))
+            while in_flight:
+                finished.append(in_flight.popleft().result())
+            before_complete([md5 for md5, _ in finished])
             answer = self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id,
-                MultipartUpload={"Parts": done})
+                MultipartUpload={"Parts": [{"PartNumber": number, "ETag": etag} for
+                                           number, (_, etag) in enumerate(finished, 1)]})
         except BaseException as err:
+            futures.wait(in_flight)  # their requests cannot be recalled: let them end
             self._abort(key, upload_id)
             if isinstance(err, Exception):
                 self._fail(err, "put", key, path)
             raise
         return answer.get("ETag", "").strip('"')
+
+    def _upload_part(self, key: str, upload_id: str, number: int, data: bytes,
+                     path: str) -> tuple:
+        """One part; returns (its raw MD5, its ETag)."""
+        digest = hashlib.md5(data).digest()
+        try:
+            answer = self.client.upload_part(Bucket=self.bucket, Key=key, Body=data,
+                                             PartNumber=number, UploadId=upload_id,
+                                             ContentMD5=md5_b64(digest))
+        except Exception as err:  # noqa: BLE001 - translated
+            self._fail(err, "put", key, path)
+        return digest, answer["ETag"]
 
     def _abort(self, key: str, upload_id: str) -> None:
         try:
@@ -337,7 +393,7 @@ class DryRunStore(Store):
         return (md5 or hashlib.md5(data).digest()).hex()
 
     def put_multipart(self, key, parts, params, *, before_complete=lambda md5s: None,
-                      path=""):
+                      path="", submit=None, window=1):
         return ""
 
 

@@ -10,13 +10,16 @@ only if the file is unchanged after its last part was read, and aborted otherwis
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
 import time
-from typing import BinaryIO, Dict, Iterator, List, Optional, Tuple
+from concurrent.futures import Executor, Future
+from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
 
 from . import plan
+from .concurrency import Controller, Limiter, MemoryBudget
 from .config import Config
 from .content import GzipReader, content_type, gzip_bytes, should_gzip
 from .digest import Digest, digest_bytes, digest_stream, etag_matches, multipart_etag
@@ -24,7 +27,7 @@ from .errors import ConnectionFailure, FatalError, FileError, S3pputError, Trans
 from .images import ThumbnailSpec, make_thumbnails, sniff_image
 from .jobs import FAILED, SKIPPED, UNLISTED, UPLOADED, Job, RemoteObject, Result
 from .sources import open_source
-from .store import Store
+from .store import Store, run_now
 
 
 class UploadSlots:
@@ -226,17 +229,54 @@ class Payload:
         return self.stat0.st_mtime_ns if self.stat0 is not None else self.job.mtime_ns
 
 
+# Parts of one file in flight at once (s5cmd sends 5, the AWS CLI 10): enough to keep
+# a long fat link busy with 8 MiB parts, few enough to hold only a few parts in memory.
+PARTS_IN_FLIGHT = 8
+
+
 class Transfer:
-    """Runs jobs against a store; one per putter process, shared by its threads."""
+    """Runs jobs against a store; one per putter process, shared by its threads.
+
+    Every request goes through ``request``: paced by ``--max-rate`` and held to the
+    putter's limit of requests in flight (``concurrency.Limiter``). The bodies a putter
+    holds at once are bounded by its ``MemoryBudget``: a single PUT holds its body, a
+    multipart upload ``PARTS_IN_FLIGHT + 1`` parts (the ones in flight, the one being
+    read)."""
 
     def __init__(self, cfg: Config, store: Store, slots: UploadSlots,
-                 stop: Optional[threading.Event] = None, rate_state=None):
+                 stop: Optional[threading.Event] = None, rate_state=None, *,
+                 limiter: Optional[Limiter] = None, budget: Optional[MemoryBudget] = None,
+                 parts: Optional[Executor] = None):
+        """LIMITER: the requests in flight (default: unlimited); BUDGET: the bodies in
+        memory (default: unlimited); PARTS: where the parts of a multipart upload go up
+        (default: one after the other, in the job's thread)."""
         self.cfg = cfg
         self.store = store
         self.slots = slots
         self.stop = stop
         self.rate = RateLimiter(cfg.max_rate, rate_state)
         self.breaker = Breaker()
+        self.limiter = limiter or Limiter(Controller(1 << 20, 1, 1 << 20), fixed=True)
+        self.budget = budget or MemoryBudget(1 << 62)
+        self.parts = parts
+
+    def request(self, operation: Callable, *args, **kwargs):
+        """Make one store request, paced and within the limit of requests in flight."""
+        self.rate.wait()
+        with self.limiter.request():
+            return operation(*args, **kwargs)
+
+    def _submit_part(self, operation: Callable) -> Future:
+        """Send one part's request on the part threads (or at once, without them)."""
+        if self.parts is None:
+            return run_now(functools.partial(self.request, operation))
+        return self.parts.submit(self.request, operation)
+
+    def memory_of(self, job: Job) -> int:
+        """The bytes of body JOB holds at once (see the class docstring)."""
+        if job.size > self.cfg.multipart_threshold:  # what makes a Payload multipart
+            return (PARTS_IN_FLIGHT + 1) * self.cfg.part_size
+        return job.size
 
     def put_params(self, payload: Payload) -> Dict:
         cfg = self.cfg
@@ -278,8 +318,7 @@ class Transfer:
             return job.remote
         if not plan.needs_remote(self.cfg.put):
             return None
-        self.rate.wait()
-        return self.store.head(job.key)
+        return self.request(self.store.head, job.key)
 
     def _run(self, job: Job) -> Result:
         cfg = self.cfg
@@ -289,8 +328,11 @@ class Transfer:
         if isinstance(decision, plan.Decision) and not decision.put:
             return job.result(SKIPPED, decision.reason, mtime_ns=job.mtime_ns,
                               etag=remote.etag if remote else "")
-        payload = Payload(job, cfg)
+        size_hint = self.memory_of(job)
+        self.budget.acquire(size_hint)
+        payload = None
         try:
+            payload = Payload(job, cfg)
             digest = None
             if decision is plan.COMPARE:
                 digest = payload.digest(cfg.part_size)
@@ -309,7 +351,9 @@ class Transfer:
                               mtime_ns=payload.mtime_ns(), md5=payload.known_md5(), etag=etag,
                               preview=preview)
         finally:
-            payload.close()
+            if payload is not None:
+                payload.close()
+            self.budget.release(size_hint)
 
     def put_thumbnails(self, job: Job, payload: Payload) -> Tuple[int, Optional[bytes]]:
         """Make and put the job's thumbnails; return (bytes sent, preview bytes).
@@ -331,26 +375,23 @@ class Transfer:
             params = self.put_params(payload)
             params["ContentType"] = thumbnail.mime
             params.pop("ContentEncoding", None)
-            self.rate.wait()
-            self.store.put(key, thumbnail.data, params, path=job.display)
+            self.request(self.store.put, key, thumbnail.data, params, path=job.display)
             sent += len(thumbnail.data)
         return sent, thumbnails[0].data if self.cfg.preview else None
 
     def put(self, job: Job, payload: Payload, digest: Optional[Digest]) -> Tuple[str, int]:
         """Store the payload under the job's key; return (ETag, bytes sent)."""
         params = self.put_params(payload)
-        self.rate.wait()
         if not payload.multipart:
             body = payload.body()
-            etag = self.store.put(job.key, body, params, md5=payload.body_md5(),
-                                  path=job.display)
+            etag = self.request(self.store.put, job.key, body, params,
+                                md5=payload.body_md5(), path=job.display)
             return etag, len(body)
         sent = [0]
 
         def counted_parts():
             for data in payload.parts(self.cfg.part_size):
                 sent[0] += len(data)
-                self.rate.wait()
                 yield data
 
         def before_complete(md5s: List[bytes]) -> None:
@@ -362,5 +403,6 @@ class Transfer:
                               op="put", path=job.display)
 
         etag = self.store.put_multipart(job.key, counted_parts(), params,
-                                        before_complete=before_complete, path=job.display)
+                                        before_complete=before_complete, path=job.display,
+                                        submit=self._submit_part, window=PARTS_IN_FLIGHT)
         return etag, sent[0]

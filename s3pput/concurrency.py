@@ -1,0 +1,157 @@
+"""How many requests a putter keeps in flight: a controller that follows the network.
+
+Throughput of small objects is requests in flight / round-trip time, until CPU or the
+store caps it; so the right number of requests in flight is not a constant. ``Controller``
+finds it (pure: fed with observations, it answers a limit), and ``Limiter`` holds a
+putter's requests to that limit and observes them.
+
+The rule, in the spirit of TCP Vegas and of Netflix's concurrency-limits:
+
+* Every *window* (about one limit's worth of finished requests), look at the median
+  latency of its requests against the least latency seen lately (the base: the network's
+  round trip plus the store's service time, without queueing).
+* A throttling answer (503 SlowDown, 429) in the window: halve the limit.
+* Latency climbing (median above ``TOLERANCE`` x base + ``SLACK``): requests are queueing
+  somewhere (the store, the link or our own CPU), so more of them would only wait: shrink
+  by a fifth.
+* Otherwise, if requests had to wait for a slot (the limit was what held them back): grow,
+  doubling while nothing has gone wrong yet (slow start), then by an eighth.
+* Always within [minimum, maximum]; ``maximum`` is ``--max-inflight`` (memory bounds the
+  bodies in flight separately, see ``MemoryBudget``). ``--inflight N`` fixes the limit.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from typing import Callable, Deque, Iterator, List
+
+TOLERANCE = 1.5  # median latency above this many times the base means queueing
+SLACK = 0.003  # seconds: noise of a loaded machine that is not queueing
+BASE_WINDOWS = 20  # the base is the least latency of this many recent windows
+MIN_WINDOW = 8  # requests a window needs before it is judged
+
+
+class Controller:
+    """The limit of requests in flight, adjusted once per window of observations."""
+
+    def __init__(self, initial: int, minimum: int, maximum: int):
+        self.minimum = max(1, minimum)
+        self.maximum = max(self.minimum, maximum)
+        self.limit = min(max(initial, self.minimum), self.maximum)
+        self.slow_start = True
+        self.latencies: List[float] = []
+        self.throttled = False  # the limit was halved for throttling in this window
+        self.waited = False
+        self.bases: Deque[float] = deque(maxlen=BASE_WINDOWS)
+
+    def throttle(self) -> int:
+        """The store asked us to slow down (503 SlowDown, 429): halve the limit at once,
+        once per window (the requests in flight meanwhile were sent at the old limit)."""
+        if not self.throttled:
+            self.throttled = True
+            self.limit = max(self.minimum, self.limit // 2)
+            self.slow_start = False
+        return self.limit
+
+    def observe(self, latency: float, *, waited: bool = False) -> int:
+        """One finished request: LATENCY seconds in flight; WAITED: some request had to
+        wait for a slot meanwhile. Returns the (possibly new) limit."""
+        self.latencies.append(latency)
+        self.waited |= waited
+        if len(self.latencies) >= max(MIN_WINDOW, self.limit):
+            return self._end_window()
+        return self.limit
+
+    def _end_window(self) -> int:
+        median = statistics.median(self.latencies)
+        self.bases.append(min(self.latencies))
+        base = min(self.bases)
+        if self.throttled:
+            pass  # already halved; latencies of a throttled window say nothing more
+        elif median > base * TOLERANCE + SLACK:
+            self.limit = max(self.minimum, self.limit - max(1, self.limit // 5))
+            self.slow_start = False
+        elif self.waited:
+            step = self.limit if self.slow_start else max(1, self.limit // 8)
+            self.limit = min(self.maximum, self.limit + step)
+        self.latencies = []
+        self.throttled = self.waited = False
+        return self.limit
+
+
+class Limiter:
+    """Holds a putter's requests to the controller's limit (threads wait for a slot) and
+    reports each request's latency and any throttling back to it. Thread-safe."""
+
+    def __init__(self, controller: Controller, *, fixed: bool = False,
+                 clock: Callable[[], float] = time.monotonic):
+        self.controller = controller
+        self.fixed = fixed
+        self.clock = clock
+        self.in_flight = 0
+        self.waiting = 0
+        self.condition = threading.Condition()
+
+    @property
+    def limit(self) -> int:
+        return self.controller.limit
+
+    def throttled(self) -> None:
+        """The store answered 503 SlowDown or 429 (any thread may call this)."""
+        if not self.fixed:
+            with self.condition:
+                self.controller.throttle()
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        """Hold one slot for the duration of a request."""
+        with self.condition:
+            waited = self.in_flight >= self.controller.limit
+            self.waiting += waited
+            while self.in_flight >= self.controller.limit:
+                self.condition.wait()
+            self.waiting -= waited
+            self.in_flight += 1
+        started = self.clock()
+        try:
+            yield
+        finally:
+            latency = self.clock() - started
+            with self.condition:
+                self.in_flight -= 1
+                if not self.fixed:
+                    self.controller.observe(latency, waited=waited or self.waiting > 0)
+                self.condition.notify_all()
+
+
+class MemoryBudget:
+    """At most MAX_BYTES of bodies held at once by one putter's requests (a body larger
+    than the budget may go alone). Thread-safe."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.used = 0
+        self.condition = threading.Condition()
+
+    @contextmanager
+    def hold(self, size: int) -> Iterator[None]:
+        self.acquire(size)
+        try:
+            yield
+        finally:
+            self.release(size)
+
+    def acquire(self, size: int) -> None:
+        with self.condition:
+            while self.used and self.used + size > self.max_bytes:
+                self.condition.wait()
+            self.used += size
+
+    def release(self, size: int) -> None:
+        with self.condition:
+            self.used -= size
+            self.condition.notify_all()
