@@ -42,6 +42,7 @@ class Controller:
         self.minimum = max(1, minimum)
         self.maximum = max(self.minimum, maximum)
         self.limit = min(max(initial, self.minimum), self.maximum)
+        self.peak = self.limit  # the highest limit so far (for -vv)
         self.slow_start = True
         self.latencies: List[float] = []
         self.throttled = False  # the limit was halved for throttling in this window
@@ -78,6 +79,7 @@ class Controller:
         elif self.waited:
             step = self.limit if self.slow_start else max(1, self.limit // 8)
             self.limit = min(self.maximum, self.limit + step)
+            self.peak = max(self.peak, self.limit)
         self.latencies = []
         self.throttled = self.waited = False
         return self.limit

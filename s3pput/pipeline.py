@@ -170,6 +170,9 @@ def putter_process(cfg: Config, index: int, put_queues: PutQueues, stat_queue, s
     putter = Putter(transfer, stat_queue.put, stop, most + HEADROOM,
                     on_fatal=lambda text: stat_queue.put(Fatal(text)))
     putter.run(lambda timeout: put_queue.get(timeout=timeout), STOP_GRACE_SECONDS - 1)
+    controller = limiter.controller
+    stat_queue.put(Note("debug", f"putter {index}: requests in flight: limit "
+                        f"{controller.limit} at the end, {controller.peak} at most"))
     stat_queue.close()
     stat_queue.join_thread()
     if stop.is_set():

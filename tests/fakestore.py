@@ -1,0 +1,102 @@
+"""A recording fake at the Store seam: what s3pput would do to a store, without one.
+
+``FakeStore`` keeps objects in a dict (key -> ``Stored``) and records every call as
+``(operation, key)`` in ``calls``, so a unit test can say "this job cost one PUT and no
+HEAD" and read back the exact bytes and parameters that were put. ETags are computed the
+way S3 computes them (MD5, or ``md5(part md5s)-N``). ``fail`` makes the next calls of an
+operation raise a given error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional
+
+from s3pput.digest import multipart_etag
+from s3pput.jobs import RemoteObject
+from s3pput.store import run_now
+
+
+class Stored(NamedTuple):
+    body: bytes
+    params: dict
+    etag: str
+    parts: int  # 0 for a single PUT
+
+
+class FakeStore:
+    def __init__(self, objects: Optional[Dict[str, bytes]] = None):
+        self.objects: Dict[str, Stored] = {
+            key: Stored(body, {}, hashlib.md5(body).hexdigest(), 0)
+            for key, body in (objects or {}).items()}
+        self.calls: List[tuple] = []
+        self.failures: Dict[str, List[BaseException]] = {}
+        self.aborted: List[str] = []
+        self.lock = threading.Lock()
+        self.on_throttle: Callable[[], None] = lambda: None
+
+    def fail(self, operation: str, *errors: BaseException) -> None:
+        """Make the next calls of OPERATION raise ERRORS, one each."""
+        self.failures.setdefault(operation, []).extend(errors)
+
+    def _call(self, operation: str, key: str) -> None:
+        with self.lock:
+            self.calls.append((operation, key))
+            pending = self.failures.get(operation)
+            if pending:
+                raise pending.pop(0)
+
+    def count(self, operation: str) -> int:
+        return sum(1 for op, _ in self.calls if op == operation)
+
+    # -- the Store interface -----------------------------------------------------------
+    def head(self, key: str) -> Optional[RemoteObject]:
+        self._call("head", key)
+        stored = self.objects.get(key)
+        return RemoteObject(key, len(stored.body), stored.etag) if stored else None
+
+    def get(self, key: str) -> Optional[bytes]:
+        self._call("get", key)
+        stored = self.objects.get(key)
+        return stored.body if stored else None
+
+    def list_objects(self, prefix: str, delimiter: str = ""):
+        self._call("list", prefix)
+        for key, stored in list(self.objects.items()):
+            rest = key[len(prefix):]
+            if key.startswith(prefix) and not (delimiter and delimiter in rest):
+                yield RemoteObject(key, len(stored.body), stored.etag)
+
+    def put(self, key: str, data: bytes, params: dict, *, md5: Optional[bytes] = None,
+            path: str = "") -> str:
+        self._call("put", key)
+        if md5 is not None:
+            assert md5 == hashlib.md5(data).digest(), "Content-MD5 does not match the body"
+        etag = hashlib.md5(data).hexdigest()
+        self.objects[key] = Stored(bytes(data), dict(params), etag, 0)
+        return etag
+
+    def put_multipart(self, key: str, parts: Iterable[bytes], params: dict, *,
+                      before_complete=lambda md5s: None, path: str = "", submit=None,
+                      window: int = 1) -> str:
+        self._call("create_multipart", key)
+        run = submit or run_now
+        futures = []
+        for data in parts:
+            futures.append(run(lambda data=data: self._part(key, data)))
+        bodies = [future.result() for future in futures]
+        md5s = [hashlib.md5(body).digest() for body in bodies]
+        try:
+            before_complete(md5s)
+        except BaseException:
+            self.aborted.append(key)
+            raise
+        self._call("complete_multipart", key)
+        etag = multipart_etag(md5s)
+        self.objects[key] = Stored(b"".join(bodies), dict(params), etag, len(bodies))
+        return etag
+
+    def _part(self, key: str, data: bytes) -> bytes:
+        self._call("upload_part", key)
+        return bytes(data)
