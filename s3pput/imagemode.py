@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Iterator, List, Optional, Tuple
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Deque, Dict, Iterator, List, Optional, Tuple
 
 from . import plan
 from .config import Config
@@ -34,6 +36,7 @@ from .walker import WalkerBase, skip_early
 
 MANIFEST_NAME = ".s3pput-manifest.json"
 ORIGINAL_FOLDER = "original"
+LOOKAHEAD = 16  # directories whose manifest and listing are asked for ahead of their jobs
 
 
 class Manifest:
@@ -101,18 +104,43 @@ class ImageWalker(WalkerBase):
         self.seen: Optional[Dict[Tuple[str, ...], set]] = {} if len(cfg.sources) > 1 else None
 
     def jobs(self) -> Iterator[object]:
-        for source in self.cfg.sources:
-            if not os.path.isdir(source):
-                yield Result(self._next_seq(), source, "", FAILED,
-                             "--images takes directories as SOURCE")
-                continue
-            for reldir, entries in walk_directories(
-                    source, follow_symlinks=self.cfg.follow_symlinks, rules=self.cfg.rules,
-                    pruned=self.pruned):
-                yield from self._directory(reldir, entries)
+        """Directory by directory: what the walk decides at once, then the directory's
+        jobs. What the store holds for a directory (its manifest, written back with new
+        numbers, and the listing of its originals: round trips) is asked for ``LOOKAHEAD``
+        directories ahead, on threads, so that many small folders cost no more round trips
+        in series than a few large ones; jobs still come out in walk order."""
+        pending: Deque[tuple] = deque()  # (reldir, images, future of the remote state)
+        pool = ThreadPoolExecutor(LOOKAHEAD, thread_name_prefix="folder")
+        try:
+            for source in self.cfg.sources:
+                if not os.path.isdir(source):
+                    yield Result(self._next_seq(), source, "", FAILED,
+                                 "--images takes directories as SOURCE")
+                    continue
+                for reldir, entries in walk_directories(
+                        source, follow_symlinks=self.cfg.follow_symlinks,
+                        rules=self.cfg.rules, pruned=self.pruned):
+                    images = []
+                    yield from self._screen(reldir, entries, images)
+                    # A folder that another SOURCE fed already has its manifest updated
+                    # first: one writer of a manifest at a time within a run.
+                    while any(item[0] == reldir for item in pending):
+                        yield from self._directory_jobs(*pending.popleft())
+                    if images:
+                        names = [entry.parts[-1] for entry, _ in images]
+                        pending.append((reldir, images,
+                                        pool.submit(self._remote_state, reldir, names)))
+                    while len(pending) > LOOKAHEAD or (pending and pending[0][2].done()):
+                        yield from self._directory_jobs(*pending.popleft())
+            while pending:
+                yield from self._directory_jobs(*pending.popleft())
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
-    def _directory(self, reldir: Tuple[str, ...], entries: List[Entry]) -> Iterator[object]:
-        images = []
+    def _screen(self, reldir: Tuple[str, ...], entries: List[Entry],
+                images: list) -> Iterator[Result]:
+        """Yield the outcomes the walk knows at once (filtered, special, not an image...);
+        append (entry, image kind) of the images to IMAGES."""
         for entry in entries:
             key, known = self.screen(entry, check=False)  # its own keys are checked below
             if known is not None:
@@ -133,14 +161,20 @@ class ImageWalker(WalkerBase):
                                    why_not)
                 continue
             images.append((entry, kind))
-        if not images:
-            return
-        numbers, error = self._numbers(reldir, [entry.parts[-1] for entry, _ in images])
+
+    def _remote_state(self, reldir: Tuple[str, ...], names: List[str]):
+        """What the store says of one directory (on a lookahead thread): its numbers (or
+        why it has none) and the listing of its originals."""
+        numbers, error = self._numbers(reldir, names)
+        return numbers, error, None if error else self._originals(reldir)
+
+    def _directory_jobs(self, reldir: Tuple[str, ...], images: list,
+                        remote_state: Future) -> Iterator[object]:
+        numbers, error, remote = remote_state.result()
         if error:
             for entry, _ in images:
                 yield self.outcome(entry, "", FAILED, error)
             return
-        remote = self._originals(reldir)
         for entry, kind in images:
             name = entry.parts[-1]
             if self.cfg.rename == "sequential":

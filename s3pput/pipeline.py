@@ -130,9 +130,9 @@ def walker_process(cfg: Config, can_list: bool, spool_dir: str, put_queues: PutQ
                    journal_lookup=journal.lookup if journal else (lambda key: None),
                    note=lambda level, text: stat_queue.put(Note(level, text)))
     if cfg.images:
-        from .imagemode import ImageWalker
+        from .imagemode import LOOKAHEAD, ImageWalker
 
-        walker = ImageWalker(cfg, make_store(cfg, 2), **options)
+        walker = ImageWalker(cfg, make_store(cfg, LOOKAHEAD + 2), **options)
     else:
         from .plan import needs_remote
         from .walker import Walker
