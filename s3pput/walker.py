@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Callable, Dict, Iterator, Optional, Tuple, Union
+import threading
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from . import plan
 from .config import Config
@@ -25,27 +26,34 @@ from .store import Store
 
 class ListingIndex:
     """What the store holds under a prefix, from one listing read page by page (1,000
-    keys a request): in a dict up to ``SPILL_AFTER`` keys, then moved to a temporary
-    SQLite table, so memory stays bounded whatever the number of keys.
+    keys a request) on a thread of its own while the walk goes on: in a dict up to
+    ``SPILL_AFTER`` keys, then moved to a temporary SQLite table, so memory stays bounded
+    whatever the number of keys.
 
-    Pages are fetched only when a lookup needs them: a key that is present is answered
-    as soon as its page has arrived; "absent" is answered only once the whole listing has
-    been read. No order is assumed: S3 lists in UTF-8 byte order, but some compatible
-    stores do not (SeaweedFS lists ``a/1`` before ``a.txt``), and a merge that trusted the
-    order would call present keys absent.
+    A key that is present is answered as soon as its page has arrived; "absent" is
+    answered only once the whole listing has been read. No order is assumed: S3 lists in
+    UTF-8 byte order, but some compatible stores do not (SeaweedFS lists ``a/1`` before
+    ``a.txt``), and a merge that trusted the order would call present keys absent. A
+    listing that fails raises its error from the next lookup that needs it.
     """
 
     SPILL_AFTER = 100_000
 
-    def __init__(self, listing: Iterator[RemoteObject], path: str):
-        self.listing = listing
+    def __init__(self, listing: Iterator[RemoteObject], path: str, *,
+                 spill_after: int = SPILL_AFTER):
         self.path = path
+        self.spill_after = spill_after
         self.done = False
+        self.error: Optional[BaseException] = None
         self.memory: Dict[str, RemoteObject] = {}
         self.db: Optional[sqlite3.Connection] = None
+        self.condition = threading.Condition()
+        self.thread = threading.Thread(target=self._read, args=(listing,), daemon=True,
+                                       name="listing")
+        self.thread.start()
 
     def _spill(self) -> None:
-        self.db = sqlite3.connect(self.path, isolation_level=None)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=OFF")
         self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute("CREATE TABLE remote (key TEXT PRIMARY KEY, size INTEGER, etag TEXT)"
@@ -56,20 +64,31 @@ class ListingIndex:
     def _store(self, rows) -> None:
         self.db.executemany("INSERT OR REPLACE INTO remote VALUES (?, ?, ?)", rows)
 
-    def _fetch_page(self) -> None:
-        rows = []
-        for item in self.listing:
-            rows.append(item)
-            if len(rows) >= 1000:
-                break
-        else:
+    def _add(self, rows: List[RemoteObject]) -> None:
+        with self.condition:
+            if self.db is None and len(self.memory) + len(rows) > self.spill_after:
+                self._spill()
+            if self.db is not None:
+                self._store(rows)
+            else:
+                self.memory.update((row.key, row) for row in rows)
+            self.condition.notify_all()
+
+    def _read(self, listing: Iterator[RemoteObject]) -> None:
+        rows: List[RemoteObject] = []
+        try:
+            for item in listing:
+                rows.append(item)
+                if len(rows) >= 1000:
+                    self._add(rows)
+                    rows = []
+            self._add(rows)
+        except BaseException as err:  # noqa: BLE001 - handed to the walker's next lookup
+            self._add(rows)  # what did arrive is true
+            self.error = err
+        with self.condition:
             self.done = True
-        if self.db is None and len(self.memory) + len(rows) > self.SPILL_AFTER:
-            self._spill()
-        if self.db is not None:
-            self._store(rows)
-        else:
-            self.memory.update((row.key, row) for row in rows)
+            self.condition.notify_all()
 
     def _find(self, key: str) -> Optional[RemoteObject]:
         if self.db is None:
@@ -79,11 +98,16 @@ class ListingIndex:
         return RemoteObject(*row) if row else None
 
     def lookup(self, key: str) -> Optional[RemoteObject]:
-        while True:
-            found = self._find(key)
-            if found is not None or self.done:
-                return found
-            self._fetch_page()
+        with self.condition:
+            while True:
+                found = self._find(key)
+                if found is not None:
+                    return found
+                if self.done:
+                    if self.error is not None:
+                        raise self.error
+                    return None
+                self.condition.wait()
 
     def close(self) -> None:
         if self.db is not None:

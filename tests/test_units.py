@@ -656,12 +656,27 @@ def test_listing_index_answers_present_keys_in_any_order_and_absent_ones_after_a
 
     for spill_after in (100, 1):  # in memory, and spilled to SQLite
         pages.clear()
-        index = ListingIndex(listing(), str(tmp_path / f"index-{spill_after}.sqlite"))
-        index.SPILL_AFTER = spill_after
+        index = ListingIndex(listing(), str(tmp_path / f"index-{spill_after}.sqlite"),
+                             spill_after=spill_after)
         assert index.lookup("photos-old") == listed[1]
         assert index.lookup("photos.txt") == listed[2]
         assert index.lookup("photos/1.jpg") == listed[0]
         assert index.lookup("photos/2.jpg") is None  # absent: only after the whole listing
         assert pages == [item.key for item in listed]
         assert index.lookup("z") == listed[3]
+        assert (index.db is not None) == (spill_after == 1)
         index.close()
+
+
+def test_listing_index_raises_the_listing_error_from_a_lookup_that_needs_it(tmp_path):
+    from s3pput.jobs import RemoteObject
+    from s3pput.walker import ListingIndex
+
+    def listing():
+        yield RemoteObject("a", 1, "e")
+        raise FileError("AccessDenied", op="list")
+
+    index = ListingIndex(listing(), str(tmp_path / "index.sqlite"))
+    assert index.lookup("a") == RemoteObject("a", 1, "e")
+    with pytest.raises(FileError, match="AccessDenied"):
+        index.lookup("b")
