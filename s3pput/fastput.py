@@ -211,6 +211,7 @@ class FastPut:
                    + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
                    + "\r\n").encode("ascii") + data
         for attempt in (1, 2):
+            reused = False  # until _socket() says otherwise: a new connection can fail too
             try:
                 sock, reused = self._socket()
                 sock.sendall(message)
@@ -252,6 +253,7 @@ class FastPut:
                    + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
                    + "\r\n").encode("ascii")
         for attempt in (1, 2):
+            reused = False  # until _socket() says otherwise: a new connection can fail too
             try:
                 sock, reused = self._socket()
                 sock.sendall(message)
