@@ -54,7 +54,7 @@ from .jobs import (
 from .journal import Journal
 from .reports import open_reports, preview_mime
 from .stats import Log, Progress, Stats, human_summary, json_summary
-from .store import DryRunStore, Store, make_client
+from .store import DryRunStore, Store, make_client, tls_verify
 from .transfer import Transfer, UploadSlots
 
 BATCH_JOBS = 64  # jobs per put_queue message (fewer, larger messages cost less CPU)
@@ -93,7 +93,7 @@ def _make_store(cfg: Config, pool_size: int) -> Store:
 
     kind = DryRunStore if cfg.dry_run else Store
     return kind(factory, cfg.bucket, fast=cfg.fast_put and not proxy_configured(),
-                timeout=cfg.timeout, verify_ssl=cfg.verify_ssl)
+                timeout=cfg.timeout, verify_ssl=tls_verify(cfg))
 
 
 class PutQueues:
