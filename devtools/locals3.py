@@ -8,6 +8,9 @@ key; with it (a JSON identities file) it enforces credentials. ``kill()`` then
 
 Run ``python -m devtools.locals3`` to start one by hand; it prints its endpoint and stops
 on Ctrl+C.
+
+HTTPS: ``LocalS3(tls=(cert_file, key_file))`` also serves S3 over TLS with that certificate
+on ``https_endpoint`` (the plain ``endpoint`` stays, for an independent client or metrics).
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 GRPC_OFFSET = 10000  # SeaweedFS derives each gRPC port as port + 10000
+MAX_VOLUMES = 2000  # volumes are not preallocated: this costs no disk until written
+VOLUME_MB = 64  # the smallest size weed mini picks itself
 
 
 def weed_binary() -> str:
@@ -75,24 +80,34 @@ class LocalS3:
     """One ``weed mini`` process; use as a context manager or start()/stop()."""
 
     def __init__(self, *, buckets=(), s3_config: Optional[dict] = None,
-                 metrics: bool = False, log_path: Optional[str] = None):
+                 metrics: bool = False, log_path: Optional[str] = None,
+                 tls: Optional[Tuple[str, str]] = None):
         self.buckets = list(buckets)
+        self.tls = tls  # (certificate file, private key file): also serve HTTPS
         self.s3_config = s3_config
         self.metrics = metrics
         self.dir = ""
         self.process: Optional[subprocess.Popen] = None
-        self.port = self.metrics_port = 0
-        self._ports: List[int] = []  # s3, master, volume, filer, webdav, metrics
+        self.port = self.metrics_port = self.https_port = 0
+        self._ports: List[int] = []  # s3, master, volume, filer, webdav, metrics, https
         self.log_path = log_path
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def https_endpoint(self) -> str:
+        """The HTTPS endpoint (with ``tls``); its certificate must name IP 127.0.0.1."""
+        if not self.tls:
+            raise RuntimeError("this server was started without tls=(cert, key)")
+        return f"https://127.0.0.1:{self.https_port}"
+
     def start(self, timeout: float = 60.0) -> "LocalS3":
         self.dir = tempfile.mkdtemp(prefix="s3pput-weed-")
-        self._ports = free_ports(6)
-        self.port, self.metrics_port = self._ports[0], self._ports[5]
+        self._ports = free_ports(7)
+        self.port, self.metrics_port, self.https_port = (self._ports[0], self._ports[5],
+                                                         self._ports[6])
         if self.s3_config is not None:
             with open(os.path.join(self.dir, "s3.json"), "w") as handle:
                 json.dump(self.s3_config, handle)
@@ -112,14 +127,21 @@ class LocalS3:
         return self
 
     def _launch(self, timeout: float) -> None:
-        s3, master, volume, filer, webdav, metrics = self._ports
+        s3, master, volume, filer, webdav, metrics, https = self._ports
         args = [weed_binary(), "mini", f"-dir={self.dir}", "-ip=127.0.0.1",
                 "-ip.bind=127.0.0.1", f"-s3.port={s3}", f"-master.port={master}",
                 f"-volume.port={volume}", f"-filer.port={filer}", f"-webdav.port={webdav}",
-                "-admin.ui=false", "-master.telemetry=false", "-s3.port.iceberg=0",
-                "-s3.port.lance=0"]
+                "-admin.ui=false", "-master.telemetry=false",
+                # A volume per bucket (collection): weed mini would allow one volume per
+                # GiB of free disk, and a test session creates hundreds of buckets.
+                f"-volume.max={MAX_VOLUMES}", f"-master.volumeSizeLimitMB={VOLUME_MB}",
+                "-s3.port.iceberg=0", "-s3.port.lance=0"]
         if self.metrics:
             args.append(f"-metricsPort={metrics}")
+        if self.tls:
+            cert, key = self.tls
+            args += [f"-s3.port.https={https}", f"-s3.cert.file={os.path.abspath(cert)}",
+                     f"-s3.key.file={os.path.abspath(key)}"]
         if self.s3_config is not None:
             args.append(f"-s3.config={os.path.join(self.dir, 's3.json')}")
         # appended to, so that a restart keeps the log of the first life
@@ -166,13 +188,31 @@ class LocalS3:
                                    f"see {self.dir}/weed.log")
             try:
                 urllib.request.urlopen(self.endpoint + "/", timeout=1)
-                return
             except urllib.error.HTTPError:
-                return  # an S3 error answer (403 ...) means it is up
+                pass  # an S3 error answer (403 ...) means it is up
             except (urllib.error.URLError, OSError):
                 time.sleep(0.1)
+                continue
+            if not self.tls or self._accepts(self.https_port):
+                return
+            time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"weed did not answer on {self.endpoint} within {timeout} s")
+
+    @staticmethod
+    def _accepts(port: int) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def log_text(self) -> str:
+        """What weed has written to its log so far (it logs, e.g., each failed TLS
+        handshake: ``http: TLS handshake error from 127.0.0.1:PORT: ...``)."""
+        with open(self.log_path or os.path.join(self.dir, "weed.log"),
+                  encoding="utf-8", errors="replace") as handle:
+            return handle.read()
 
     def metrics_text(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",

@@ -1,7 +1,10 @@
-"""The command line: parse, validate, run, and map the outcome to an exit code.
+"""The command line: parse, call ``config`` to validate, run, and map the outcome to an
+exit code.
 
 This is the only place that exits. Exit codes: 0 every file uploaded or rightly skipped;
-1 some files failed; 2 usage or fatal configuration error; 130 interrupted.
+1 some files failed (or an unexpected error); 2 usage or fatal configuration error;
+130 interrupted. Whatever goes wrong is said in one line on stderr (``-v`` adds the
+traceback of anything but a usage error); no exception escapes ``main``.
 """
 
 from __future__ import annotations
@@ -9,35 +12,37 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from typing import List, Optional
 
 from . import __version__
-from .config import (
-    CANNED_ACLS,
-    Config,
-    MiB,
-    endpoint_with_scheme,
-    lookup,
-    parse_headers,
-    positive,
-    read_dotenv,
-    validate,
-)
-from .errors import FatalError, UsageError
+from .config import CANNED_ACLS, CHECKSUM_MODES, SSE_MODES, make_config
+from .errors import S3pputError, UsageError
 from .filters import EXCLUDE, INCLUDE, Rule
-from .journal import default_path as default_journal_path
 from .plan import PUT_MODES
 
 EXIT_OK, EXIT_FAILED, EXIT_FATAL, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+__all__ = ["build_parser", "exit_code", "main", "make_config", "run_and_exit"]
+
 EXAMPLES = """\
 examples:
-  s3pput --bucket B --prefix avatar ./images --processes 8
-  s3pput --bucket B --prefix site ./public --gzip --header 'Cache-Control: max-age=3600'
-  s3pput --bucket B --prefix avatar ./images --images --dry-run --preview plan.html
-  s3pput --bucket B --prefix backup ./photos.tar.gz --put add
-  s3pput --endpoint-url https://nyc3.digitaloceanspaces.com --bucket B ./dir
-  0 3 * * * s3pput --bucket B --prefix logs /var/log/app --json >> /var/log/s3pput.jsonl
+  # AWS: a tree into s3://my-bucket/avatar/ (credentials from the environment or ~/.aws)
+  s3pput --bucket my-bucket --prefix avatar ./images --processes 8
+
+  # DigitalOcean Spaces, with the .env file of this directory holding
+  #   SPACES_ACCESS_KEY=DO00...  SPACES_SECRET_KEY=...  SPACES_BUCKET=my-space
+  #   SPACES_ENDPOINT=https://fra1.digitaloceanspaces.com  SPACES_REGION=fra1
+  s3pput --prefix site ./public --gzip --header 'Cache-Control: max-age=3600'
+
+  # image mode, looking before leaping: nothing is written, plan.html shows the thumbnails
+  s3pput --bucket my-bucket --prefix avatar ./images --images --dry-run --preview plan.html
+
+  # cron: nightly, incremental (only new or changed files), one JSON summary per run
+  0 3 * * * s3pput --bucket my-bucket --prefix logs /var/log/app --json >> /var/log/s3pput.jsonl
+
+  # a store whose certificate comes from your own CA (MinIO, Ceph, ...)
+  s3pput --endpoint-url https://minio.internal:9000 --ca-bundle ca.pem --bucket b ./dir
 
 credentials come from the standard AWS chain (environment, ~/.aws, --profile), or from a
 .env file with SPACES_ACCESS_KEY / SPACES_SECRET_KEY (and SPACES_BUCKET, SPACES_REGION,
@@ -46,6 +51,14 @@ SPACES_ENDPOINT, SPACES_ACL).
 exit codes: 0 all files uploaded or rightly skipped, 1 some files failed,
             2 usage or configuration error, 130 interrupted
 """
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (``s3pput: error: ...``), like every other
+    error, rather than the whole usage text."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see s3pput --help)")
 
 
 class RuleAction(argparse.Action):
@@ -58,7 +71,7 @@ class RuleAction(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="s3pput", description="Put local files, trees and tar archives into S3 or any "
         "S3-compatible store, in parallel.", epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,10 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "(env AWS_ENDPOINT_URL or SPACES_ENDPOINT)")
     where.add_argument("--region", help="region (env AWS_REGION or SPACES_REGION)")
     where.add_argument("--profile", help="AWS profile from ~/.aws/config")
+    where.add_argument("--ca-bundle", metavar="FILE",
+                       help="trust the CA certificates in FILE (PEM) for TLS; default: "
+                       "AWS_CA_BUNDLE, else ca_bundle in the profile, else the usual CAs")
     where.add_argument("--no-verify-ssl", action="store_true",
                        help="do not verify TLS certificates (insecure; warns)")
-    where.add_argument("--checksums", default="auto",
-                       choices=("auto", "when_required", "when_supported"),
+    where.add_argument("--checksums", default="auto", choices=CHECKSUM_MODES,
                        help="botocore's extra CRC checksums: auto = on for AWS, off for other "
                        "stores, which often mishandle them (Content-MD5 is always sent)")
 
@@ -109,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--header", action="append", metavar="NAME:VALUE",
                      help="set a header: Cache-Control, Content-Disposition, Content-Language, "
                      "Content-Type, Expires, x-amz-meta-* ... (repeatable)")
-    how.add_argument("--sse", choices=("AES256", "aws:kms"), help="server-side encryption")
+    how.add_argument("--sse", choices=SSE_MODES, help="server-side encryption")
     how.add_argument("--storage-class", help="storage class (STANDARD, STANDARD_IA, ...)")
     how.add_argument("--multipart-threshold", type=int, default=8, metavar="MiB",
                      help="files larger than this go up in parts (default 8)")
@@ -123,10 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="image names: sequential (default with --images) or keep")
     images.add_argument("--thumbnail", action="append", metavar="NAME=WxH",
                         help="thumbnail folder and size (repeatable; default thumbnail=200x300)")
-    images.add_argument("--thumbnail-format", default="jpeg", metavar="jpeg|png|webp",
+    images.add_argument("--thumbnail-format", metavar="jpeg|png|webp",
                         help="thumbnail format (default jpeg)")
-    images.add_argument("--thumbnail-quality", type=int, default=85, metavar="Q",
-                        help="thumbnail JPEG/WebP quality (default 85)")
+    images.add_argument("--thumbnail-quality", type=int, metavar="Q",
+                        help="thumbnail JPEG/WebP quality, 1 to 100 (default 85)")
     images.add_argument("--preview", metavar="FILE.html",
                         help="with --dry-run: write an HTML contact sheet of the thumbnails")
     images.add_argument("--mapping-log", metavar="FILE.csv",
@@ -170,93 +185,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_config(args: argparse.Namespace, environ=None, cwd: Optional[str] = None) -> Config:
-    """Build the validated run configuration from parsed arguments and the environment."""
-    environ = os.environ if environ is None else environ
-    dotenv = read_dotenv(cwd or os.getcwd())
-    put_params, metadata = parse_headers(args.header)
-    for value, option in ((args.limit, "--limit"),):
-        positive(value, option, allow_zero=True)
-    for value, option in ((args.processes, "--processes"), (args.inflight, "--inflight"),
-                          (args.max_inflight, "--max-inflight"),
-                          (args.timeout, "--timeout"), (args.max_rate, "--max-rate"),
-                          (args.multipart_threshold, "--multipart-threshold"),
-                          (args.part_size, "--part-size")):
-        positive(value, option)
-    positive(args.retries, "--retries", allow_zero=True)
-    thumbnails = ()
-    if args.images or args.thumbnail:
-        thumbnails = _thumbnail_specs(args.thumbnail)
-    bucket = args.bucket or lookup(environ, dotenv, "S3PPUT_BUCKET", "SPACES_BUCKET") or ""
-    endpoint_url = endpoint_with_scheme(
-        args.endpoint_url or lookup(environ, dotenv, "AWS_ENDPOINT_URL", "SPACES_ENDPOINT"))
-    # SPACES_* keys are used unless a profile or AWS_* keys say otherwise.
-    spaces_keys = not args.profile and not environ.get("AWS_ACCESS_KEY_ID")
-    cfg = Config(
-        sources=tuple(args.sources),
-        bucket=bucket,
-        prefix=args.prefix or "",
-        endpoint_url=endpoint_url,
-        region=args.region or lookup(environ, dotenv, "AWS_REGION", "AWS_DEFAULT_REGION",
-                                     "SPACES_REGION"),
-        profile=args.profile,
-        access_key=lookup(environ, dotenv, "SPACES_ACCESS_KEY") if spaces_keys else None,
-        secret_key=lookup(environ, dotenv, "SPACES_SECRET_KEY") if spaces_keys else None,
-        verify_ssl=not args.no_verify_ssl,
-        checksums=args.checksums,
-        put="stupid" if args.no_skip_existing else args.put,
-        dry_run=args.dry_run,
-        limit=args.limit,
-        rules=tuple(args.rules or ()),
-        content_type=args.content_type,
-        gzip=args.gzip,
-        gzip_types=tuple(args.gzip_type or ("guess",)),
-        acl=args.grant or lookup(environ, dotenv, "SPACES_ACL"),
-        put_params=put_params,
-        metadata=metadata,
-        sse=args.sse,
-        storage_class=args.storage_class,
-        processes=args.processes,
-        inflight=args.inflight,
-        max_inflight=args.max_inflight,
-        multipart_threshold=args.multipart_threshold * MiB,
-        part_size=args.part_size * MiB,
-        retries=args.retries,
-        fast_put=not args.no_fast_put,
-        timeout=args.timeout,
-        max_rate=args.max_rate,
-        follow_symlinks=args.follow_symlinks,
-        state_file=None if args.no_state else (
-            args.state or default_journal_path(bucket, endpoint_url)),
-        verbose=args.verbose + (1 if args.debug else 0),
-        quiet=args.quiet,
-        json=args.json,
-        progress=not args.no_progress,
-        log_file=args.log_file,
-        images=args.images,
-        rename=args.rename or ("sequential" if args.images else "keep"),
-        thumbnails=thumbnails or (("thumbnail", 200, 300),),
-        thumbnail_format=args.thumbnail_format,
-        thumbnail_quality=args.thumbnail_quality,
-        preview=args.preview,
-        mapping_log=args.mapping_log,
-    )
-    return validate(cfg)
-
-
-def _thumbnail_specs(values) -> tuple:
-    from .images import parse_thumbnail_spec
-
-    specs = []
-    for value in values or ("thumbnail=200x300",):
-        try:
-            spec = parse_thumbnail_spec(value)
-        except ValueError as err:
-            raise UsageError(f"--thumbnail {value!r}: {err}") from err
-        specs.append((spec.name, spec.width, spec.height))
-    return tuple(specs)
-
-
 def exit_code(summary) -> int:
     if summary.get("fatal"):
         return EXIT_FATAL
@@ -266,9 +194,10 @@ def exit_code(summary) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run s3pput with ARGV (default: the command line); return the exit code."""
+    args = None
     try:
+        args = build_parser().parse_args(argv)
         cfg = make_config(args)
         if not cfg.verify_ssl:
             print("s3pput: warning: TLS certificates are not verified (--no-verify-ssl)",
@@ -279,21 +208,35 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .pipeline import run
 
         summary = run(cfg)
-    except FatalError as err:
-        print(f"s3pput: error: {err}", file=sys.stderr)
-        if getattr(args, "json", False):
-            from .stats import Stats, json_summary
-
-            stats = Stats(getattr(args, "dry_run", False))
-            stats.fatal = str(err)
-            summary = stats.as_dict()
-            summary["error"] = str(err)
-            print(json_summary(summary))
-        return EXIT_FATAL
+    except SystemExit as done:  # --help, --version
+        return done.code if isinstance(done.code, int) else EXIT_OK
     except KeyboardInterrupt:
         print("s3pput: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except S3pputError as err:
+        # A per-file error that reaches this far stopped the run: fatal too.
+        return _fail(args, str(err), EXIT_FATAL, trace=not isinstance(err, UsageError))
+    except Exception as err:  # noqa: BLE001 - a defect, but still said in one line
+        return _fail(args, f"unexpected {type(err).__name__}: {err} (a defect: please "
+                     "report it; -v shows where)", EXIT_FAILED, trace=True)
     return exit_code(summary)
+
+
+def _fail(args, message: str, code: int, *, trace: bool) -> int:
+    """Say MESSAGE in one line (and, with --json, as the summary); return CODE."""
+    message = " ".join(message.split())  # one line, whatever the message held
+    print(f"s3pput: error: {message}", file=sys.stderr)
+    if trace and args is not None and (args.verbose or args.debug):
+        traceback.print_exc(file=sys.stderr)
+    if args is not None and args.json:
+        from .stats import Stats, json_summary
+
+        stats = Stats(args.dry_run)
+        stats.fatal = message
+        summary = stats.as_dict()
+        summary["error"] = message
+        print(json_summary(summary))
+    return code
 
 
 def run_and_exit() -> None:
@@ -304,6 +247,9 @@ def run_and_exit() -> None:
     worker process has already been joined.
     """
     code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # a closed pipe (s3pput ... | head): nobody is left to tell
+            code = code or EXIT_FAILED
     os._exit(code)

@@ -3,19 +3,34 @@
 Precedence for every setting: command line, then the process environment, then a ``.env``
 file in the working directory (the names DigitalOcean Spaces users already have:
 ``SPACES_ACCESS_KEY``, ``SPACES_SECRET_KEY``, ``SPACES_BUCKET``, ``SPACES_REGION``,
-``SPACES_ENDPOINT``, ``SPACES_ACL``). This module does no network I/O.
+``SPACES_ENDPOINT``, ``SPACES_ACL``), read by python-dotenv with that library's rules.
+
+Every option is checked here, before any request: a bad value is a ``UsageError`` whose
+message names the option (or the variable it came from) and says what to write instead.
+This module does no network I/O; it only looks at local files (SOURCEs, ``.env``, the CA
+bundle, and the directories the run will write to). What only the store or botocore can
+tell (does the profile exist, is the endpoint reachable, does the bucket exist) is checked
+once, up front, by ``store``.
 """
 
 from __future__ import annotations
 
+import io
+import ipaddress
+import math
 import os
+import re
+import stat
+import tarfile
 from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
 
 from .errors import UsageError
 from .filters import Rule
+from .journal import default_path as default_journal_path
 from .keys import normalize_prefix
-from .plan import PUT_MODES
+from .sources import is_archive
 
 MiB = 1024 * 1024
 
@@ -23,6 +38,15 @@ CANNED_ACLS = ("private", "public-read", "public-read-write", "authenticated-rea
                "aws-exec-read", "bucket-owner-read", "bucket-owner-full-control",
                "log-delivery-write")
 SSE_MODES = ("AES256", "aws:kms")
+CHECKSUM_MODES = ("auto", "when_required", "when_supported")
+
+# S3's own limits: one PUT or one part carries at most 5 GiB.
+MAX_PUT_MiB = 5 * 1024
+MIN_PART_MiB = 5
+# Sanity bounds that catch typos (--processes 800000) long before the machine does.
+MAX_PROCESSES = 1024
+MAX_INFLIGHT = 1024
+MAX_RETRIES = 100
 
 # Content types compressed by ``--gzip`` with the default ``--gzip-type guess``: text-like
 # formats that shrink; images, video and archives are compressed already.
@@ -47,6 +71,18 @@ HEADER_PARAMS = {
     "x-amz-website-redirect-location": "WebsiteRedirectLocation",
 }
 
+# botocore's own rule for bucket names (plus S3's minimum of 3): AWS wants 3-63 lowercase
+# letters, digits, '.' and '-'; other stores (and old AWS buckets) also allow A-Z and '_'.
+BUCKET_NAME = re.compile(r"[A-Za-z0-9._-]{3,255}")
+# A region is one DNS label (botocore's rule): us-east-1, fra1, auto.
+REGION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# DNS names (with "_", as docker-compose service names have them); IP literals aside.
+HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
+# type/subtype, optionally with parameters: text/html; charset=utf-8
+MIME_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;.*)?")
+STORAGE_CLASS = re.compile(r"[A-Z][A-Z0-9_]*")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
 
 @dataclass(frozen=True)
 class Config:
@@ -60,7 +96,8 @@ class Config:
     profile: Optional[str] = None
     access_key: Optional[str] = field(default=None, repr=False)
     secret_key: Optional[str] = field(default=None, repr=False)
-    verify_ssl: bool = True
+    verify_ssl: bool = True  # False: --no-verify-ssl (see store.tls_verify)
+    ca_bundle: Optional[str] = None  # --ca-bundle; None: botocore's own resolution
     checksums: str = "auto"  # botocore request_checksum_calculation: auto|when_required|...
     put: str = "update"
     dry_run: bool = False
@@ -105,44 +142,53 @@ class Config:
         return not self.endpoint_url or ".amazonaws.com" in self.endpoint_url
 
 
-def parse_dotenv(text: str) -> Dict[str, str]:
-    """Parse ``KEY=VALUE`` lines (``export``, quotes and ``#`` comments allowed)."""
-    values: Dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        name, _, value = line.partition("=")
-        name = name.strip()
-        if name.startswith("export "):
-            name = name[len("export "):].strip()
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        values[name] = value
-    return values
-
+# -- the sources of settings ---------------------------------------------------------------
 
 def read_dotenv(directory: str) -> Dict[str, str]:
+    """The settings of ``DIRECTORY/.env`` ({} if there is none), read by python-dotenv.
+
+    A line python-dotenv cannot parse (an unclosed quote, a name with a space) is a
+    ``UsageError`` naming the line, never silently dropped: the value the user meant would
+    be missing. Values never appear in the message (the file holds secrets).
+    """
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
     path = os.path.join(directory, ".env")
     try:
         with open(path, encoding="utf-8") as handle:
-            return parse_dotenv(handle.read())
+            text = handle.read()
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"cannot read {path}: {err}") from err
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            raise UsageError(f"{path} line {binding.original.line} cannot be parsed: check "
+                             "its quotes (a value with spaces or '#' needs them, and every "
+                             "quote its closing twin) and that it reads NAME=VALUE")
+    values = dotenv_values(stream=io.StringIO(text))
+    return {name: value for name, value in values.items() if value is not None}
 
 
-def lookup(environ: Mapping[str, str], dotenv: Mapping[str, str], *names: str) -> Optional[str]:
-    """The first of NAMES set in the environment, else in ``.env``."""
-    for source in (environ, dotenv):
+def _lookup(environ: Mapping[str, str], dotenv: Mapping[str, str], *names: str
+            ) -> Tuple[Optional[str], str]:
+    """(value, where it came from) for the first of NAMES set in the environment, else in
+    ``.env``; (None, "") if none is."""
+    for source, suffix in ((environ, ""), (dotenv, " in .env")):
         for name in names:
             if source.get(name):
-                return source[name]
-    return None
+                return source[name], name + suffix
+    return None, ""
+
+
+def _setting(given: Optional[str], option: str, environ, dotenv, *names
+             ) -> Tuple[Optional[str], str]:
+    """The command line's value if given, else the environment's, else ``.env``'s; and
+    where it came from, for messages."""
+    if given is not None:
+        return given, option
+    return _lookup(environ, dotenv, *names)
 
 
 def endpoint_with_scheme(url: Optional[str]) -> Optional[str]:
@@ -151,6 +197,8 @@ def endpoint_with_scheme(url: Optional[str]) -> Optional[str]:
         return "https://" + url
     return url
 
+
+# -- checks of single values ---------------------------------------------------------------
 
 def parse_headers(headers) -> Tuple[Tuple[Tuple[str, str], ...], Tuple[Tuple[str, str], ...]]:
     """Split ``NAME:VALUE`` strings into PutObject parameters and user metadata."""
@@ -171,35 +219,363 @@ def parse_headers(headers) -> Tuple[Tuple[Tuple[str, str], ...], Tuple[Tuple[str
     return tuple(params), tuple(metadata)
 
 
-def positive(value, option: str, *, allow_zero: bool = False):
+def positive(value, option: str, *, allow_zero: bool = False, maximum=None):
+    """VALUE if it is a finite number > 0 (>= 0 with ALLOW_ZERO) and at most MAXIMUM."""
     if value is None:
         return None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"{option} must be a finite number, not {value}")
     if value < 0 or (value == 0 and not allow_zero):
         raise UsageError(f"{option} must be {'>= 0' if allow_zero else '> 0'}, not {value}")
+    if maximum is not None and value > maximum:
+        raise UsageError(f"{option} must be at most {maximum}, not {value}")
     return value
 
 
-def validate(cfg: Config) -> Config:
-    """Check cross-field rules; return CFG unchanged or raise ``UsageError``."""
-    if not cfg.bucket:
+def check_bucket_name(bucket: str, origin: str) -> None:
+    if not bucket:
         raise UsageError("no bucket: give --bucket, or set S3PPUT_BUCKET (or SPACES_BUCKET)")
-    if len(cfg.bucket) < 3 or "/" in cfg.bucket:
-        raise UsageError(f"--bucket {cfg.bucket!r} is not a valid bucket name")
-    if cfg.put not in PUT_MODES:
-        raise UsageError(f"--put must be one of {', '.join(PUT_MODES)}")
-    if cfg.acl is not None and cfg.acl not in CANNED_ACLS:
-        raise UsageError(f"--grant {cfg.acl!r} is not a canned ACL; use one of: "
-                         + ", ".join(CANNED_ACLS))
-    if cfg.sse is not None and cfg.sse not in SSE_MODES:
-        raise UsageError(f"--sse must be one of {', '.join(SSE_MODES)}")
-    if cfg.quiet and cfg.verbose:
+    if not BUCKET_NAME.fullmatch(bucket):
+        raise UsageError(f"{bucket!r} ({origin}) is not a valid bucket name: use 3-63 "
+                         "letters, digits, '.' and '-' (lowercase for AWS), e.g. my-bucket")
+
+
+def check_region(region: Optional[str], origin: str) -> None:
+    if region is not None and not REGION_NAME.fullmatch(region):
+        raise UsageError(f"region {region!r} ({origin}) is not valid: a region is letters, "
+                         "digits and '-', e.g. us-east-1 or fra1")
+
+
+def _is_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(HOST_NAME.fullmatch(host))
+
+
+def check_endpoint(url: Optional[str], given: Optional[str], origin: str) -> None:
+    """URL (GIVEN, with a scheme added) must be http(s)://HOST[:PORT][/PATH]."""
+    if url is None:
+        return
+    problem = ""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError when it is not a number in 0..65535
+    except ValueError:
+        problem = "the port is not a number from 1 to 65535"
+    else:
+        if parts.scheme not in ("http", "https"):
+            problem = f"the scheme must be http or https, not {parts.scheme!r}"
+        elif parts.username is not None:
+            problem = "credentials do not belong in the URL"
+        elif not _is_host(parts.hostname or ""):
+            problem = f"{parts.hostname!r} is not a host name" if parts.hostname else "no host"
+        elif port == 0:
+            problem = "the port is not a number from 1 to 65535"
+        elif parts.query or parts.fragment or url.endswith(("?", "#")):
+            problem = "it has a query or a fragment"
+    if problem:
+        raise UsageError(f"endpoint {given!r} ({origin}) is not a URL ({problem}): write "
+                         "http(s)://HOST[:PORT], e.g. https://fra1.digitaloceanspaces.com")
+
+
+def check_source(source: str) -> None:
+    """SOURCE is a readable directory, file or tar archive."""
+    if not os.path.lexists(source):
+        raise UsageError(f"SOURCE {source!r} does not exist")
+    if not os.path.exists(source):
+        raise UsageError(f"SOURCE {source!r} is a broken symbolic link")
+    mode = os.stat(source).st_mode
+    if stat.S_ISDIR(mode):
+        if not os.access(source, os.R_OK | os.X_OK):
+            raise UsageError(f"SOURCE {source!r}: permission denied (cannot list it)")
+        return
+    if not stat.S_ISREG(mode):
+        raise UsageError(f"SOURCE {source!r} is not a directory, a file or a tar archive")
+    if not os.access(source, os.R_OK):
+        raise UsageError(f"SOURCE {source!r}: permission denied (cannot read it)")
+    if is_archive(source):
+        try:
+            readable = tarfile.is_tarfile(source)
+        except (OSError, EOFError, tarfile.TarError) as err:
+            raise UsageError(f"SOURCE {source!r} cannot be read: {err}") from err
+        if not readable:
+            raise UsageError(f"SOURCE {source!r} is named like a tar archive but is not one "
+                             "(or is damaged)")
+
+
+def check_output_file(path: Optional[str], option: str, *, make_dirs: bool = False) -> None:
+    """The run can create or append to PATH. With MAKE_DIRS the missing directories will
+    be created, so the nearest existing one must be writable."""
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path!r} is a directory; give a file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    if make_dirs:
+        while not os.path.exists(parent) and os.path.dirname(parent) != parent:
+            parent = os.path.dirname(parent)
+    if not os.path.exists(parent):
+        raise UsageError(f"{option} {path!r}: the directory {parent!r} does not exist")
+    if not os.path.isdir(parent):
+        raise UsageError(f"{option} {path!r}: {parent!r} is not a directory")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"{option} {path!r} is not writable")
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path!r}: the directory {parent!r} is not writable")
+
+
+def check_journal(path: Optional[str], option: str, *, write: bool, explicit: bool) -> None:
+    """PATH can hold s3pput's journal: an SQLite file (or nothing yet) that the run can
+    write (the directories of the default path are created; a given path's must exist)."""
+    if path is None:
+        return
+    if write:
+        check_output_file(path, option, make_dirs=not explicit)
+    elif os.path.isdir(path):
+        raise UsageError(f"{option} {path!r} is a directory; give a file name")
+    if os.path.isfile(path) and os.path.getsize(path) > 0:
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(len(SQLITE_MAGIC))
+        except OSError as err:
+            raise UsageError(f"{option} {path!r} cannot be read: {err}") from err
+        if head != SQLITE_MAGIC:
+            raise UsageError(f"{option} {path!r} is not an s3pput journal (not an SQLite "
+                             "file); give another file name")
+
+
+def check_ca_bundle(path: Optional[str]) -> None:
+    """--ca-bundle names a readable file (its PEM content is checked by ``store``)."""
+    if path is None:
+        return
+    if not os.path.exists(path):
+        raise UsageError(f"--ca-bundle {path!r} does not exist")
+    if not os.path.isfile(path):
+        raise UsageError(f"--ca-bundle {path!r} is not a file (a PEM bundle of CA "
+                         "certificates)")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"--ca-bundle {path!r}: permission denied")
+
+
+def check_content_type(mode: str) -> None:
+    if mode in ("guess", "magic"):
+        if mode == "magic":
+            try:
+                import magic  # noqa: F401 - python-magic needs the libmagic library
+            except ImportError as err:
+                raise UsageError(f"--content-type magic needs libmagic ({err}); install it "
+                                 "or use --content-type guess") from err
+        return
+    if not MIME_TYPE.fullmatch(mode):
+        raise UsageError(f"--content-type {mode!r}: use guess, magic, or a type such as "
+                         "text/html")
+
+
+def check_gzip_types(types) -> None:
+    for wanted in types:
+        if wanted not in ("guess", "all") and not MIME_TYPE.fullmatch(wanted):
+            raise UsageError(f"--gzip-type {wanted!r}: use guess, all, or a type such as "
+                             "text/html")
+
+
+def thumbnail_specs(values) -> Tuple[Tuple[str, int, int], ...]:
+    """The --thumbnail NAME=WxH values (default thumbnail=200x300) as (name, w, h);
+    names must be distinct and must not be the originals' folder."""
+    from .imagemode import ORIGINAL_FOLDER
+    from .images import parse_thumbnail_spec
+
+    specs: Dict[str, Tuple[str, int, int]] = {}
+    for value in values or ("thumbnail=200x300",):
+        try:
+            spec = parse_thumbnail_spec(value)
+        except ValueError as err:
+            raise UsageError(f"--thumbnail {value!r}: {err}") from err
+        if spec.name in specs:
+            first = "{}={}x{}".format(*specs[spec.name])
+            raise UsageError(f"--thumbnail {value!r}: the name {spec.name!r} is given twice "
+                             f"(also {first}); each size needs a name of its own")
+        if spec.name == ORIGINAL_FOLDER:
+            raise UsageError(f"--thumbnail {value!r}: {ORIGINAL_FOLDER!r} is the folder of "
+                             "the originals; choose another name")
+        specs[spec.name] = (spec.name, spec.width, spec.height)
+    return tuple(specs.values())
+
+
+def check_thumbnail_format(name: str) -> None:
+    from .images import normalize_format
+
+    try:
+        normalize_format(name)
+    except ValueError as err:
+        raise UsageError(f"--thumbnail-format: {err}") from err
+
+
+# -- the whole configuration ---------------------------------------------------------------
+
+IMAGE_OPTIONS = (("thumbnail", "--thumbnail"), ("rename", "--rename"),
+                 ("thumbnail_format", "--thumbnail-format"),
+                 ("thumbnail_quality", "--thumbnail-quality"), ("mapping_log", "--mapping-log"),
+                 ("preview", "--preview"))
+
+
+def check_image_options(args) -> Tuple[Tuple[str, int, int], ...]:
+    """Image mode's options, checked only with --images (Pillow is not even loaded
+    without it); given without --images they are a mistake. Returns the thumbnails."""
+    if not args.images:
+        for name, option in IMAGE_OPTIONS:
+            if getattr(args, name) is not None:
+                raise UsageError(f"{option} only applies to image mode: add --images")
+        return (("thumbnail", 200, 300),)
+    quality = args.thumbnail_quality
+    if quality is not None and not 1 <= quality <= 100:
+        raise UsageError(f"--thumbnail-quality must be from 1 to 100, not {quality}")
+    if args.thumbnail_format is not None:
+        check_thumbnail_format(args.thumbnail_format)
+    return thumbnail_specs(args.thumbnail)
+
+
+def _check_credentials(environ, profile, access_key, secret_key, access_origin) -> None:
+    """Half a key pair is always a mistake: say which half is missing."""
+    if access_origin:  # SPACES_* keys are the ones used
+        if not secret_key:
+            raise UsageError(f"{access_origin} is set but SPACES_SECRET_KEY is not: set both "
+                             "(or neither)")
+        return
+    if secret_key:
+        raise UsageError("SPACES_SECRET_KEY is set but SPACES_ACCESS_KEY is not: set both "
+                         "(or neither)")
+    if profile:
+        return  # an explicit profile: botocore ignores the AWS_* variables
+    access, secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
+    if access and not secret:
+        raise UsageError("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not: set "
+                         "both (or neither)")
+    if secret and not access:
+        raise UsageError("AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not: set "
+                         "both (or neither)")
+
+
+def make_config(args, environ: Optional[Mapping[str, str]] = None,
+                cwd: Optional[str] = None) -> Config:
+    """Build the validated run configuration from parsed arguments (``cli.build_parser``),
+    the environment and ``.env``; raise ``UsageError`` on the first bad value."""
+    environ = os.environ if environ is None else environ
+    dotenv = read_dotenv(cwd or os.getcwd())
+    put_params, metadata = parse_headers(args.header)
+
+    positive(args.limit, "--limit", allow_zero=True)
+    positive(args.processes, "--processes", maximum=MAX_PROCESSES)
+    positive(args.inflight, "--inflight", maximum=MAX_INFLIGHT)
+    positive(args.max_inflight, "--max-inflight", maximum=MAX_INFLIGHT)
+    positive(args.retries, "--retries", allow_zero=True, maximum=MAX_RETRIES)
+    positive(args.timeout, "--timeout")
+    positive(args.max_rate, "--max-rate")
+    positive(args.multipart_threshold, "--multipart-threshold", maximum=MAX_PUT_MiB)
+    positive(args.part_size, "--part-size", maximum=MAX_PUT_MiB)
+    if args.part_size < MIN_PART_MiB:
+        raise UsageError(f"--part-size must be at least {MIN_PART_MiB} MiB (an S3 limit), "
+                         f"not {args.part_size}")
+    thumbnails = check_image_options(args)
+    check_content_type(args.content_type)
+    check_gzip_types(args.gzip_type or ())
+    if args.storage_class is not None and not STORAGE_CLASS.fullmatch(args.storage_class):
+        raise UsageError(f"--storage-class {args.storage_class!r}: use a storage class name "
+                         "such as STANDARD, STANDARD_IA or GLACIER_IR")
+    if args.quiet and (args.verbose or args.debug):
         raise UsageError("--quiet and --verbose contradict each other")
-    if cfg.preview and not cfg.dry_run:
+    if args.preview and not args.dry_run:
         raise UsageError("--preview writes a contact sheet of a --dry-run; add --dry-run")
-    if cfg.part_size < 5 * MiB:
-        raise UsageError("--part-size must be at least 5 MiB (an S3 limit)")
-    for source in cfg.sources:
-        if not os.path.lexists(source):
-            raise UsageError(f"SOURCE {source!r} does not exist")
-    normalize_prefix(cfg.prefix)
-    return cfg
+    if args.state and args.no_state:
+        raise UsageError("--state and --no-state contradict each other")
+    if args.ca_bundle and args.no_verify_ssl:
+        raise UsageError("--ca-bundle and --no-verify-ssl contradict each other")
+    check_ca_bundle(args.ca_bundle)
+    if args.profile is not None and not args.profile.strip():
+        raise UsageError("--profile needs a profile name")
+
+    bucket, bucket_origin = _setting(args.bucket, "--bucket", environ, dotenv,
+                                     "S3PPUT_BUCKET", "SPACES_BUCKET")
+    check_bucket_name(bucket or "", bucket_origin)
+    given_endpoint, endpoint_origin = _setting(args.endpoint_url, "--endpoint-url", environ,
+                                               dotenv, "AWS_ENDPOINT_URL", "SPACES_ENDPOINT")
+    endpoint_url = endpoint_with_scheme(given_endpoint)
+    check_endpoint(endpoint_url, given_endpoint, endpoint_origin)
+    region, region_origin = _setting(args.region, "--region", environ, dotenv, "AWS_REGION",
+                                     "AWS_DEFAULT_REGION", "SPACES_REGION")
+    check_region(region, region_origin)
+    acl, acl_origin = _setting(args.grant, "--grant", environ, dotenv, "SPACES_ACL")
+    if acl is not None and acl not in CANNED_ACLS:
+        raise UsageError(f"ACL {acl!r} ({acl_origin}) is not a canned ACL; use one of: "
+                         + ", ".join(CANNED_ACLS))
+
+    # SPACES_* keys are used unless a profile or AWS_* keys say otherwise.
+    spaces_keys = not args.profile and not environ.get("AWS_ACCESS_KEY_ID")
+    access_key, access_origin = _lookup(environ, dotenv, "SPACES_ACCESS_KEY") \
+        if spaces_keys else (None, "")
+    secret_key = _lookup(environ, dotenv, "SPACES_SECRET_KEY")[0] if spaces_keys else None
+    _check_credentials(environ, args.profile, access_key, secret_key, access_origin)
+
+    for source in args.sources:
+        check_source(source)
+    normalize_prefix(args.prefix or "")
+    state_file = None if args.no_state else (
+        args.state or default_journal_path(bucket, endpoint_url))
+    check_journal(state_file, "--state", write=not args.dry_run, explicit=bool(args.state))
+    check_output_file(args.log_file, "--log-file")
+    check_output_file(args.preview, "--preview")
+    if args.images and not args.dry_run:
+        check_output_file(args.mapping_log or "s3pput-mapping.csv", "--mapping-log")
+    elif args.mapping_log:
+        check_output_file(args.mapping_log, "--mapping-log")
+
+    return Config(
+        sources=tuple(args.sources),
+        bucket=bucket,
+        prefix=args.prefix or "",
+        endpoint_url=endpoint_url,
+        region=region,
+        profile=args.profile,
+        access_key=access_key,
+        secret_key=secret_key,
+        verify_ssl=not args.no_verify_ssl,
+        ca_bundle=args.ca_bundle,
+        checksums=args.checksums,
+        put="stupid" if args.no_skip_existing else args.put,
+        dry_run=args.dry_run,
+        limit=args.limit,
+        rules=tuple(args.rules or ()),
+        content_type=args.content_type,
+        gzip=args.gzip,
+        gzip_types=tuple(args.gzip_type or ("guess",)),
+        acl=acl,
+        put_params=put_params,
+        metadata=metadata,
+        sse=args.sse,
+        storage_class=args.storage_class,
+        processes=args.processes,
+        inflight=args.inflight,
+        max_inflight=args.max_inflight,
+        multipart_threshold=args.multipart_threshold * MiB,
+        part_size=args.part_size * MiB,
+        retries=args.retries,
+        fast_put=not args.no_fast_put,
+        timeout=args.timeout,
+        max_rate=args.max_rate,
+        follow_symlinks=args.follow_symlinks,
+        state_file=state_file,
+        verbose=args.verbose + (1 if args.debug else 0),
+        quiet=args.quiet,
+        json=args.json,
+        progress=not args.no_progress,
+        log_file=args.log_file,
+        images=args.images,
+        rename=args.rename or ("sequential" if args.images else "keep"),
+        thumbnails=thumbnails,
+        thumbnail_format=args.thumbnail_format or "jpeg",
+        thumbnail_quality=85 if args.thumbnail_quality is None else args.thumbnail_quality,
+        preview=args.preview,
+        mapping_log=args.mapping_log,
+    )

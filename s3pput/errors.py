@@ -10,6 +10,9 @@ Three families, because the CLI maps them to different outcomes:
   not cure: the class, never the message text, says which kind it is.
 * Skips are decisions, not exceptions (see ``plan``).
 
+Anything else that reaches ``cli.main`` is a defect: it is still said in one line (and exit
+code 1; ``-v`` adds the traceback).
+
 Every error carries what was being done (``op``), and where relevant the local path and the
 key, and formats its own one-line message.
 """
@@ -38,12 +41,12 @@ class FatalError(S3pputError):
 
 
 class UsageError(FatalError):
-    """A bad command line or option value."""
+    """A bad command line or option value (found by ``config`` before any request)."""
 
 
 class ConfigError(FatalError):
-    """The configuration is valid but the world disagrees: no bucket, bad credentials,
-    unreachable endpoint."""
+    """The options are well formed but the world disagrees: no such bucket or profile, bad
+    credentials, an unreachable endpoint, an untrusted certificate."""
 
 
 class FileError(S3pputError):
@@ -59,5 +62,12 @@ class TransientError(FileError):
 
 
 class ConnectionFailure(TransientError):
-    """The store could not be reached or stopped answering (refused, reset, timed out),
-    after every retry: the ``Breaker`` counts these, and only these."""
+    """No answer from the store at all (refused, unresolvable, reset, timed out): the
+    kind of failure that says the endpoint is unreachable, not that one file is bad.
+    ``endpoint`` is the store's ``scheme://host:port``, ``reason`` the cause in a few words
+    (``Connection refused``), both for messages."""
+
+    def __init__(self, message: str, *, endpoint: str = "", reason: str = "", **where):
+        super().__init__(message, **where)
+        self.endpoint = endpoint
+        self.reason = reason or message

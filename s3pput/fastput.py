@@ -28,7 +28,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 from urllib.parse import quote, unquote_plus, urlsplit
 from xml.etree import ElementTree
 
@@ -133,9 +133,11 @@ class FastPut:
 
     PAUSE_AFTER_THROTTLE = 10.0
 
-    def __init__(self, client, bucket: str, timeout: float, verify_ssl: bool,
+    def __init__(self, client, bucket: str, timeout: float, verify_ssl: Union[bool, str],
                  on_throttle=lambda: None):
-        """ON_THROTTLE() is called on every throttling answer (429, 503)."""
+        """VERIFY_SSL is the run's trust setting (``store.tls_verify``), the very value the
+        client was made with: a CA bundle path, True (botocore's default bundle) or False
+        (no checks). ON_THROTTLE() is called on every throttling answer (429, 503)."""
         self.client = client
         self.on_throttle = on_throttle
         url = client.generate_presigned_url("put_object",
@@ -148,14 +150,15 @@ class FastPut:
         self.signer = Signer(client.meta.region_name or "us-east-1")
         self.timeout = timeout
         self.ssl_context = None
-        if self.scheme == "https":
-            import botocore.httpsession  # the CA bundle boto3 itself uses
+        if self.scheme == "https" and verify_ssl is False:
+            self.ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            self.ssl_context.check_hostname = False
+            self.ssl_context.verify_mode = ssl.CERT_NONE
+        elif self.scheme == "https":
+            import botocore.httpsession  # True -> the bundle botocore itself uses
 
             self.ssl_context = ssl.create_default_context(
-                cafile=botocore.httpsession.get_cert_path(True))
-            if not verify_ssl:
-                self.ssl_context.check_hostname = False
-                self.ssl_context.verify_mode = ssl.CERT_NONE
+                cafile=botocore.httpsession.get_cert_path(verify_ssl))
         self.local = threading.local()
         self.closed_until = 0.0
 
@@ -214,6 +217,7 @@ class FastPut:
                    + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
                    + "\r\n").encode("ascii") + data
         for attempt in (1, 2):
+            reused = False  # until _socket() says otherwise: a new connection can fail too
             try:
                 sock, reused = self._socket()
                 sock.sendall(message)
@@ -259,6 +263,7 @@ class FastPut:
                    + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
                    + "\r\n").encode("ascii")
         for attempt in (1, 2):
+            reused = False  # until _socket() says otherwise: a new connection can fail too
             try:
                 sock, reused = self._socket()
                 sock.sendall(message)

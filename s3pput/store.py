@@ -12,11 +12,14 @@ import base64
 import functools
 import hashlib
 import ipaddress
+import os
+import socket
+import ssl
 import threading
 from collections import deque
 from concurrent import futures
 from concurrent.futures import Future
-from typing import Callable, Deque, Dict, Iterable, Iterator, List, Optional
+from typing import Callable, Deque, Dict, Iterable, Iterator, List, Optional, Union
 from urllib.parse import urlparse
 
 import boto3
@@ -24,7 +27,14 @@ import botocore.config
 import botocore.exceptions
 
 from .config import Config
-from .errors import ConfigError, ConnectionFailure, FileError, S3pputError, TransientError
+from .errors import (
+    ConfigError,
+    ConnectionFailure,
+    FatalError,
+    FileError,
+    S3pputError,
+    TransientError,
+)
 from .fastput import FastPut, proxy_configured
 from .jobs import RemoteObject
 
@@ -70,12 +80,18 @@ _SESSIONS: Dict[tuple, object] = {}
 def _session(cfg: Config):
     """One boto3 session per process and credentials. Making a client reads the S3 service
     model (about 0.2 s of CPU); a session caches it, and forked workers inherit the main
-    process's warm session, so each makes its own client in a few milliseconds."""
+    process's warm session, so each makes its own client in a few milliseconds.
+
+    Raises ``ConfigError`` when botocore cannot build it (no such profile, an AWS config
+    file it cannot parse)."""
     identity = (cfg.profile, cfg.access_key, cfg.secret_key)
     if identity not in _SESSIONS:
-        session = boto3.session.Session(
-            profile_name=cfg.profile, aws_access_key_id=cfg.access_key,
-            aws_secret_access_key=cfg.secret_key)
+        try:
+            session = boto3.session.Session(
+                profile_name=cfg.profile, aws_access_key_id=cfg.access_key,
+                aws_secret_access_key=cfg.secret_key)
+        except botocore.exceptions.BotoCoreError as err:
+            raise _fatal(err, cfg.bucket) from err
         # Timestamps stay strings: s3pput reads none, and dateutil parsing every
         # LastModified was most of the CPU of a listing (1,000 per page).
         session._session.get_component("response_parser_factory").set_parser_defaults(
@@ -84,8 +100,47 @@ def _session(cfg: Config):
     return _SESSIONS[identity]
 
 
+_TRUST: Dict[tuple, Union[bool, str]] = {}
+
+
+def tls_verify(cfg: Config) -> Union[bool, str]:
+    """The one trust setting for every connection of the run: the path of the CA bundle
+    to trust, True for botocore's default bundle, or False (``--no-verify-ssl``: no checks).
+    The boto3 client gets it as ``verify=``; the fast path builds its SSL context from it.
+
+    The bundle is ``--ca-bundle``, else what botocore resolves itself (``AWS_CA_BUNDLE``,
+    then ``ca_bundle`` in the profile), else ``REQUESTS_CA_BUNDLE`` (botocore's own last
+    resort when a client is made without ``verify``), else botocore's default. Passing
+    ``verify=True`` instead would silently drop the first three. A bundle that cannot be
+    loaded is a ``ConfigError`` here, up front, not a TLS failure on every request."""
+    if not cfg.verify_ssl:
+        return False
+    key = (cfg.profile, cfg.access_key, cfg.ca_bundle, cfg.endpoint_url)
+    if key not in _TRUST:
+        if cfg.ca_bundle:
+            bundle, origin = cfg.ca_bundle, "--ca-bundle"
+        else:
+            bundle = _session(cfg)._session.get_config_variable("ca_bundle")
+            origin = "AWS_CA_BUNDLE or ca_bundle in the AWS profile"
+            if not bundle and os.environ.get("REQUESTS_CA_BUNDLE"):
+                bundle, origin = os.environ["REQUESTS_CA_BUNDLE"], "REQUESTS_CA_BUNDLE"
+        # Only HTTPS reads the bundle: a stale AWS_CA_BUNDLE stops no plain-HTTP run.
+        if bundle and not (cfg.endpoint_url or "https:").startswith("http:"):
+            try:
+                ssl.create_default_context(cafile=bundle)
+            except (OSError, ssl.SSLError, ValueError) as err:
+                reason = getattr(err, "strerror", None) or getattr(err, "reason", None) \
+                    or str(err)
+                raise ConfigError(f"cannot use the CA bundle {bundle!r} ({origin}): {reason}; "
+                                  "it must be a file of PEM certificates") from err
+        _TRUST[key] = bundle or True
+    return _TRUST[key]
+
+
 def make_client(cfg: Config, *, pool_size: int = 10):
-    """Build a boto3 S3 client for CFG. Call it inside the process that uses it."""
+    """Build a boto3 S3 client for CFG. Call it inside the process that uses it.
+
+    Raises ``ConfigError`` when botocore refuses the configuration."""
     if cfg.checksums == "auto":
         # Several S3-compatible stores mishandle the CRC32 trailers botocore sends by
         # default since 1.36; our own Content-MD5 protects every body anyway.
@@ -110,8 +165,14 @@ def make_client(cfg: Config, *, pool_size: int = 10):
         tcp_keepalive=True,
         user_agent_extra="s3pput",
     )
-    return _session(cfg).client("s3", endpoint_url=cfg.endpoint_url, verify=cfg.verify_ssl,
-                          config=config)
+    verify = tls_verify(cfg)
+    try:
+        return _session(cfg).client("s3", endpoint_url=cfg.endpoint_url, verify=verify,
+                                    config=config)
+    except botocore.exceptions.BotoCoreError as err:
+        raise _fatal(err, cfg.bucket) from err
+    except ValueError as err:  # botocore's word for an endpoint it cannot use
+        raise ConfigError(f"cannot make an S3 client: {err}") from err
 
 
 def error_code(err: BaseException) -> str:
@@ -122,12 +183,28 @@ def error_code(err: BaseException) -> str:
 
 def translate(err: BaseException, *, op: str, bucket: str, key: str = "",
               path: str = "") -> S3pputError:
-    """Turn a boto3/botocore exception into one of ours (to be raised ``from err``)."""
+    """Turn a boto3/botocore exception into one of ours (to be raised ``from err``):
+    ``ConfigError`` for what stops the whole run (credentials, profile, missing bucket,
+    an untrusted certificate), ``ConnectionFailure`` when the store did not answer,
+    ``TransientError`` for what retries may cure, ``FileError`` for the rest."""
     if isinstance(err, S3pputError):
         return err
     if isinstance(err, botocore.exceptions.NoCredentialsError):
         return ConfigError("no credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
                            "use --profile, or put SPACES_ACCESS_KEY/SPACES_SECRET_KEY in .env")
+    if isinstance(err, botocore.exceptions.ProfileNotFound):
+        name = err.kwargs.get("profile", "")
+        return ConfigError(f"profile {name!r} not found in the AWS config files "
+                           "(~/.aws/config, ~/.aws/credentials, or AWS_CONFIG_FILE/"
+                           "AWS_SHARED_CREDENTIALS_FILE); check --profile or AWS_PROFILE")
+    if isinstance(err, (botocore.exceptions.PartialCredentialsError,
+                        botocore.exceptions.CredentialRetrievalError)):
+        return ConfigError(f"incomplete credentials: {err}")
+    if isinstance(err, botocore.exceptions.ConfigParseError):
+        return ConfigError(f"cannot read the AWS config: {err}")
+    if isinstance(err, (botocore.exceptions.InvalidRegionError,
+                        botocore.exceptions.InvalidConfigError)):
+        return ConfigError(str(err))
     if isinstance(err, botocore.exceptions.ClientError):
         code = error_code(err)
         status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -138,19 +215,74 @@ def translate(err: BaseException, *, op: str, bucket: str, key: str = "",
             return TransientError(f"{code or status}: {message} (gave up after retries)",
                                   op=op, path=path, key=key)
         return FileError(f"{code or status}: {message}", op=op, path=path, key=key)
-    if isinstance(err, (botocore.exceptions.EndpointConnectionError,
-                        botocore.exceptions.ConnectionClosedError,
-                        botocore.exceptions.ReadTimeoutError,
-                        botocore.exceptions.ConnectTimeoutError,
+    if isinstance(err, botocore.exceptions.SSLError):
+        return _tls_error(err)
+    # ConnectionError: refused, unresolvable, connect timeout, proxy; HTTPClientError:
+    # closed or reset mid-request, read timeout.
+    if isinstance(err, (botocore.exceptions.ConnectionError,
                         botocore.exceptions.HTTPClientError)):
         return ConnectionFailure(f"{type(err).__name__}: {err} (gave up after retries)",
+                                 endpoint=_endpoint_of(err), reason=_reason(err),
                                  op=op, path=path, key=key)
-    if isinstance(err, botocore.exceptions.SSLError):
-        return ConfigError(f"TLS error talking to the endpoint: {err} "
-                           "(--no-verify-ssl skips certificate checks)")
-    if isinstance(err, botocore.exceptions.BotoCoreError):
-        return FileError(f"{type(err).__name__}: {err}", op=op, path=path, key=key)
     return FileError(f"{type(err).__name__}: {err}", op=op, path=path, key=key)
+
+
+def _fatal(err: BaseException, bucket: str) -> FatalError:
+    """ERR translated, as a fatal error (while setting up, everything is fatal)."""
+    ours = translate(err, op="", bucket=bucket)
+    return ours if isinstance(ours, FatalError) else ConfigError(ours.message)
+
+
+def _endpoint_of(err: BaseException) -> str:
+    """scheme://host:port of the request botocore's ERR is about ("" if unknown)."""
+    url = getattr(err, "kwargs", {}).get("endpoint_url") or ""
+    parts = urlparse(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
+
+
+def _causes(err: BaseException) -> Iterator[BaseException]:
+    """ERR and what it wraps: botocore's ``error`` argument, urllib3's ``reason`` and
+    exception arguments, ``__cause__`` and ``__context__``."""
+    seen, todo = set(), [err]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        inner = [getattr(current, "kwargs", {}).get("error"), getattr(current, "reason", None),
+                 current.__cause__, current.__context__,
+                 *getattr(current, "args", ())]
+        todo.extend(item for item in inner if isinstance(item, BaseException))
+
+
+def _reason(err: BaseException) -> str:
+    """The root cause of a connection failure in a few words ("Connection refused",
+    "Name or service not known", "timed out")."""
+    for cause in _causes(err):
+        if isinstance(cause, socket.gaierror):
+            return f"cannot resolve the host name ({cause.strerror or cause})"
+        if isinstance(cause, OSError) and not isinstance(cause, ssl.SSLError) \
+                and cause.strerror:
+            return cause.strerror
+        if isinstance(cause, (socket.timeout, TimeoutError)):
+            return "timed out"
+    return str(err)
+
+
+def _tls_error(err: BaseException) -> ConfigError:
+    endpoint = _endpoint_of(err) or "the endpoint"
+    for cause in _causes(err):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return ConfigError(
+                f"the TLS certificate of {endpoint} is not trusted "
+                f"({cause.verify_message or cause.reason}): give its CA with --ca-bundle "
+                "FILE (or AWS_CA_BUNDLE, or ca_bundle in the profile); --no-verify-ssl "
+                "turns the checks off (insecure)")
+    reason = next((cause.reason or str(cause) for cause in _causes(err)
+                   if isinstance(cause, ssl.SSLError)), str(err))
+    return ConfigError(f"TLS failed with {endpoint} ({reason}); does it serve HTTPS? "
+                       "(use http:// for a plain HTTP endpoint)")
 
 
 def md5_b64(digest: bytes) -> str:
@@ -171,7 +303,7 @@ class Store:
     """The S3 store: the few operations s3pput needs, with errors translated."""
 
     def __init__(self, client_factory: Callable[[], object], bucket: str, *,
-                 fast: bool = False, timeout: float = 60.0, verify_ssl: bool = True):
+                 fast: bool = False, timeout: float = 60.0, verify_ssl: Union[bool, str] = True):
         """CLIENT_FACTORY makes the boto3 client on first use (a dry run that only
         records never pays for one). FAST: try ``fastput.FastPut`` first for single-part PUTs."""
         self.client_factory = client_factory
@@ -218,24 +350,41 @@ class Store:
         raise translate(err, op=op, bucket=self.bucket, key=key, path=path) from err
 
     def check_bucket(self) -> bool:
-        """Check the bucket and credentials once; return whether listing is allowed.
+        """Check endpoint, trust, credentials and bucket once, before anything is written;
+        return whether listing is allowed.
 
-        Raises ``ConfigError`` with one clear message when the run cannot work.
+        Raises ``ConfigError`` with one clear message when the run cannot work: up front,
+        every failure is fatal (an unreachable endpoint too, after the client's retries).
         """
+        try:
+            return self._check_bucket()
+        except FatalError:
+            raise
+        except ConnectionFailure as err:
+            raise ConfigError(f"cannot reach {err.endpoint or 'the endpoint'}: {err.reason} "
+                              "(check --endpoint-url, and that the store is up)") from err
+        except S3pputError as err:
+            raise ConfigError(f"cannot use bucket {self.bucket!r}: {err.message}") from err
+
+    def _check_bucket(self) -> bool:
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except botocore.exceptions.ClientError as err:
             status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if status == 404 or error_code(err) in ("404", "NoSuchBucket"):
                 raise ConfigError(f"bucket {self.bucket!r} does not exist") from err
+            if status == 301:
+                region = err.response.get("ResponseMetadata", {}).get(
+                    "HTTPHeaders", {}).get("x-amz-bucket-region")
+                hint = f"--region {region}" if region else "--region"
+                raise ConfigError(f"bucket {self.bucket!r} is in another region: use "
+                                  f"{hint}") from err
             if status not in (400, 403):
                 self._fail(err, "check bucket")
             # HEAD answers carry no error code: ask again with a request that has a body,
             # to tell bad credentials from a missing permission.
         except Exception as err:  # noqa: BLE001 - translated
             self._fail(err, "check bucket")
-        else:
-            return self._can_list()
         return self._can_list()
 
     def _can_list(self) -> bool:
@@ -243,10 +392,7 @@ class Store:
             self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
             return True
         except botocore.exceptions.ClientError as err:
-            code = error_code(err)
-            if code in FATAL_CODES:
-                self._fail(err, "check bucket")
-            if code == "AccessDenied":
+            if error_code(err) == "AccessDenied":
                 return False
             self._fail(err, "check bucket")
         except Exception as err:  # noqa: BLE001 - translated
@@ -406,7 +552,7 @@ def make_store(cfg: Config, pool_size: int = 10) -> Store:
 
     kind = DryRunStore if cfg.dry_run else Store
     return kind(factory, cfg.bucket, fast=cfg.fast_put and not proxy_configured(),
-                timeout=cfg.timeout, verify_ssl=cfg.verify_ssl)
+                timeout=cfg.timeout, verify_ssl=tls_verify(cfg))
 
 
 def preflight(cfg: Config) -> bool:

@@ -441,30 +441,6 @@ def test_gzip_reader_gives_the_same_bytes_as_gzip_bytes(chunk, read_size):
 
 # -- config --------------------------------------------------------------------------------
 
-def test_parse_dotenv():
-    text = "\n".join([
-        "# a comment",
-        "",
-        "SPACES_ACCESS_KEY=AKIA123",
-        'export SPACES_SECRET_KEY="s3cr3t with spaces # not a comment"',
-        "SPACES_BUCKET='single-quoted'",
-        "SPACES_REGION=nyc3   # trailing comment",
-        "  SPACES_ENDPOINT = https://nyc3.digitaloceanspaces.com  ",
-        "EMPTY=",
-        "no equals sign here",
-        "URL=https://x/?a=b=c",
-    ])
-    assert config.parse_dotenv(text) == {
-        "SPACES_ACCESS_KEY": "AKIA123",
-        "SPACES_SECRET_KEY": "s3cr3t with spaces # not a comment",
-        "SPACES_BUCKET": "single-quoted",
-        "SPACES_REGION": "nyc3",
-        "SPACES_ENDPOINT": "https://nyc3.digitaloceanspaces.com",
-        "EMPTY": "",
-        "URL": "https://x/?a=b=c",
-    }
-
-
 def test_parse_headers_maps_names_to_put_parameters_and_metadata():
     params, metadata = config.parse_headers([
         "Cache-Control: max-age=60",
