@@ -175,6 +175,10 @@ class FastPut:
         self.local.sock = sock
         return sock, False
 
+    def close(self) -> None:
+        """Close the calling thread's connection."""
+        self._drop()
+
     def _drop(self) -> None:
         sock = getattr(self.local, "sock", None)
         self.local.sock = None

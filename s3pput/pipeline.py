@@ -118,7 +118,7 @@ class PutQueues:
 
 # -- the processes -------------------------------------------------------------------------
 
-def walker_process(cfg: Config, can_list: bool, spool_dir: str, put_queues: PutQueues,
+def walker_process(cfg: Config, access, spool_dir: str, put_queues: PutQueues,
                    stat_queue, stop, slots_value) -> None:
     _worker_setup("walker")
     from .feed import Feeder
@@ -126,7 +126,7 @@ def walker_process(cfg: Config, can_list: bool, spool_dir: str, put_queues: PutQ
     from .store import make_store
 
     journal = Journal(cfg.state_file, write=False) if cfg.state_file else None
-    options = dict(can_list=can_list,
+    options = dict(can_list=access.can_list,
                    journal_lookup=journal.lookup if journal else (lambda key: None),
                    note=lambda level, text: stat_queue.put(Note(level, text)))
     if cfg.images:
@@ -138,7 +138,8 @@ def walker_process(cfg: Config, can_list: bool, spool_dir: str, put_queues: PutQ
         from .walker import Walker
 
         store = make_store(cfg, 2) if needs_remote(cfg.put) else None
-        walker = Walker(cfg, store, spool_dir=spool_dir, **options)
+        walker = Walker(cfg, store, spool_dir=spool_dir, first_page=access.first_page,
+                        **options)
     feeder = Feeder(lambda batch: put_queues.send(batch, stop), stat_queue.put, stop,
                     slots_value)
     feeder.run(walker.jobs())
@@ -223,7 +224,7 @@ def run(cfg: Config) -> Dict:
     """Run the whole pipeline; return the final summary (see ``Stats.as_dict``)."""
     from .store import preflight
 
-    can_list = preflight(cfg)
+    access = preflight(cfg)
     ctx = multiprocessing.get_context("fork")
     put_queues = PutQueues(ctx, cfg.processes)
     rate_state = ctx.Value("d", 0.0) if cfg.max_rate else None
@@ -237,7 +238,7 @@ def run(cfg: Config) -> Dict:
     statter = ctx.Process(target=statter_process, name="s3pput-statter",
                           args=(cfg, stat_queue, reply_send))
     walker = ctx.Process(target=walker_process, name="s3pput-walker",
-                         args=(cfg, can_list, spool_dir, put_queues, stat_queue, stop, slots))
+                         args=(cfg, access, spool_dir, put_queues, stat_queue, stop, slots))
     putters = [ctx.Process(target=putter_process, name=f"s3pput-putter-{n}",
                            args=(cfg, n, put_queues, stat_queue, stop, slots, rate_state))
                for n in range(cfg.processes)]

@@ -19,7 +19,7 @@ import threading
 from collections import deque
 from concurrent import futures
 from concurrent.futures import Future
-from typing import Callable, Deque, Dict, Iterable, Iterator, List, Optional, Union
+from typing import Callable, Deque, Dict, Iterable, Iterator, List, NamedTuple, Optional, Union
 from urllib.parse import urlparse
 
 import boto3
@@ -299,6 +299,13 @@ def run_now(operation: Callable) -> Future:
     return future
 
 
+class Access(NamedTuple):
+    """What the up-front check found out (``Store.check_bucket``)."""
+
+    can_list: bool  # the credentials may list the bucket
+    first_page: Optional[tuple] = None  # (items, continuation token) of the prefix asked
+
+
 class Store:
     """The S3 store: the few operations s3pput needs, with errors translated."""
 
@@ -332,6 +339,12 @@ class Store:
                     self._client = client
         return self._client
 
+    def close(self) -> None:
+        """Close this thread's fast-path connection (the process keeps no socket it will
+        not use again: a forked child would inherit it)."""
+        if self._fast_lane is not None:
+            self._fast_lane.close()
+
     def _note_throttle(self, response=None, **_ignored) -> None:
         """botocore's needs-retry event: tell ``on_throttle`` about throttling answers
         (the retry decision itself stays botocore's: this returns None)."""
@@ -349,15 +362,21 @@ class Store:
     def _fail(self, err: BaseException, op: str, key: str = "", path: str = ""):
         raise translate(err, op=op, bucket=self.bucket, key=key, path=path) from err
 
-    def check_bucket(self) -> bool:
+    def check_bucket(self, prefix: Optional[str] = None) -> "Access":
         """Check endpoint, trust, credentials and bucket once, before anything is written;
-        return whether listing is allowed.
+        return whether listing is allowed, and the first page of PREFIX's listing when a
+        PREFIX is given (the walker goes on from there).
+
+        When all is well this costs one request, a LIST (of PREFIX's first page, or of one
+        key), on the fast path when it may; a HEAD of the bucket only when the LIST is
+        refused, to tell a missing bucket, another region or bad credentials from a
+        missing list permission.
 
         Raises ``ConfigError`` with one clear message when the run cannot work: up front,
         every failure is fatal (an unreachable endpoint too, after the client's retries).
         """
         try:
-            return self._check_bucket()
+            return self._check_bucket(prefix)
         except FatalError:
             raise
         except ConnectionFailure as err:
@@ -366,7 +385,27 @@ class Store:
         except S3pputError as err:
             raise ConfigError(f"cannot use bucket {self.bucket!r}: {err.message}") from err
 
-    def _check_bucket(self) -> bool:
+    def _check_bucket(self, prefix: Optional[str]) -> "Access":
+        try:
+            if prefix is None:
+                self._boto3_page("", MaxKeys=1)
+                return Access(True)
+            page = self.fast_lane.list_page(prefix) if self.fast_lane is not None else None
+            return Access(True, page or self._boto3_page(prefix))
+        except botocore.exceptions.ClientError as err:
+            # A missing bucket, another region, or no permission to list: the HEAD of the
+            # bucket tells which (and names the region); bad credentials are final.
+            if error_code(err) in FATAL_CODES and error_code(err) not in (
+                    "NoSuchBucket", "PermanentRedirect"):
+                self._fail(err, "check bucket")
+            return Access(self._head_bucket(err))
+        except Exception as err:  # noqa: BLE001 - translated
+            self._fail(err, "check bucket")
+
+    def _head_bucket(self, refused: botocore.exceptions.ClientError) -> bool:
+        """The LIST was REFUSED: ask the bucket itself why. A missing bucket and another
+        region are fatal; a bucket that exists but may not be listed is not (its keys are
+        then asked for one HEAD each): returns False."""
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except botocore.exceptions.ClientError as err:
@@ -381,22 +420,11 @@ class Store:
                                   f"{hint}") from err
             if status not in (400, 403):
                 self._fail(err, "check bucket")
-            # HEAD answers carry no error code: ask again with a request that has a body,
-            # to tell bad credentials from a missing permission.
         except Exception as err:  # noqa: BLE001 - translated
             self._fail(err, "check bucket")
-        return self._can_list()
-
-    def _can_list(self) -> bool:
-        try:
-            self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
-            return True
-        except botocore.exceptions.ClientError as err:
-            if error_code(err) == "AccessDenied":
-                return False
-            self._fail(err, "check bucket")
-        except Exception as err:  # noqa: BLE001 - translated
-            self._fail(err, "check bucket")
+        if error_code(refused) == "AccessDenied":
+            return False
+        self._fail(refused, "check bucket")
         return False
 
     def head(self, key: str) -> Optional[RemoteObject]:
@@ -410,11 +438,20 @@ class Store:
             self._fail(err, "head", key)
         return RemoteObject(key, int(answer["ContentLength"]), answer["ETag"].strip('"'))
 
-    def list_objects(self, prefix: str, delimiter: str = "") -> Iterator[RemoteObject]:
+    def list_objects(self, prefix: str, delimiter: str = "",
+                     first_page: Optional[tuple] = None) -> Iterator[RemoteObject]:
         """Stream the objects under PREFIX, one page (1,000 keys) per request. S3 lists in
         UTF-8 byte order; not every compatible store does, so callers assume no order.
-        Each page tries the fast path first (botocore's parser costs about 25 ms a page)."""
-        token = ""
+        Each page tries the fast path first (botocore's parser costs about 25 ms a page).
+        FIRST_PAGE: (items, continuation token) already read (``check_bucket``'s)."""
+        if first_page is not None:
+            items, token = first_page
+            for key, size, etag in items:
+                yield RemoteObject(key, size, etag)
+            if not token:
+                return
+        else:
+            token = ""
         while True:
             page = self.fast_lane.list_page(prefix, token, delimiter) \
                 if self.fast_lane is not None else None
@@ -426,16 +463,21 @@ class Store:
             if not token:
                 return
 
-    def _list_page(self, prefix: str, token: str, delimiter: str):
-        request = {"Bucket": self.bucket, "Prefix": prefix}
+    def _list_page(self, prefix: str, token: str, delimiter: str = ""):
+        try:
+            return self._boto3_page(prefix, token, delimiter)
+        except Exception as err:  # noqa: BLE001 - translated
+            self._fail(err, "list", prefix)
+
+    def _boto3_page(self, prefix: str, token: str = "", delimiter: str = "", **extra):
+        """One ListObjectsV2 page through boto3: ([(key, size, etag)], next token or "");
+        botocore's errors as they are."""
+        request = {"Bucket": self.bucket, "Prefix": prefix, **extra}
         if delimiter:
             request["Delimiter"] = delimiter
         if token:
             request["ContinuationToken"] = token
-        try:
-            page = self.client.list_objects_v2(**request)
-        except Exception as err:  # noqa: BLE001 - translated
-            self._fail(err, "list", prefix)
+        page = self.client.list_objects_v2(**request)
         items = [(item["Key"], int(item["Size"]), item["ETag"].strip('"'))
                  for item in page.get("Contents", ())]
         next_token = page.get("NextContinuationToken") or ""
@@ -555,9 +597,27 @@ def make_store(cfg: Config, pool_size: int = 10) -> Store:
                 timeout=cfg.timeout, verify_ssl=tls_verify(cfg))
 
 
-def preflight(cfg: Config) -> bool:
-    """Check bucket and credentials once, up front; return whether listing works.
+def preflight(cfg: Config) -> Access:
+    """Check endpoint, bucket and credentials once, up front (``Store.check_bucket``):
+    with the first page of the listing the walker will need, if it needs one.
 
     Raises ``ConfigError`` with one message for the user when the run cannot work.
     """
-    return Store(lambda: make_client(cfg), cfg.bucket).check_bucket()
+    store = make_store(cfg, pool_size=2)
+    try:
+        return store.check_bucket(listing_prefix(cfg))
+    finally:
+        store.close()
+
+
+def listing_prefix(cfg: Config) -> Optional[str]:
+    """The prefix the plain walker lists (once per run), or None if it lists nothing:
+    image mode lists per folder; ``stupid`` needs nothing; files and archives get HEADs."""
+    from .keys import normalize_prefix
+    from .plan import needs_remote
+
+    if cfg.images or not needs_remote(cfg.put) or \
+            not any(os.path.isdir(source) for source in cfg.sources):
+        return None
+    prefix = normalize_prefix(cfg.prefix)
+    return prefix + "/" if prefix else ""

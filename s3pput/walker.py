@@ -192,9 +192,12 @@ class WalkerBase:
 class Walker(WalkerBase):
     """Turns the configured SOURCEs into jobs (and results for files that cannot be jobs)."""
 
-    def __init__(self, cfg: Config, store: Optional[Store], *, spool_dir: str, **common):
+    def __init__(self, cfg: Config, store: Optional[Store], *, spool_dir: str,
+                 first_page: Optional[tuple] = None, **common):
+        """FIRST_PAGE: the listing's first page, read by the up-front check."""
         super().__init__(cfg, store, **common)
         self.spool_dir = spool_dir
+        self.first_page = first_page
         self.index: Optional[ListingIndex] = None
 
     def listing_for_tree(self) -> Optional[ListingIndex]:
@@ -202,7 +205,8 @@ class Walker(WalkerBase):
         if not (plan.needs_remote(self.cfg.put) and self.can_list and self.store is not None):
             return None
         if self.index is None:
-            listing = self.store.list_objects(self.prefix + "/" if self.prefix else "")
+            listing = self.store.list_objects(self.prefix + "/" if self.prefix else "",
+                                              first_page=self.first_page)
             self.index = ListingIndex(listing, os.path.join(self.spool_dir, "listing.sqlite"))
         return self.index
 

@@ -61,7 +61,8 @@ class FakeStore:
         stored = self.objects.get(key)
         return stored.body if stored else None
 
-    def list_objects(self, prefix: str, delimiter: str = ""):
+    def list_objects(self, prefix: str, delimiter: str = "", first_page=None):
+        assert first_page is None, "the fake has no up-front check"
         self._call("list", prefix)
         for key, stored in list(self.objects.items()):
             rest = key[len(prefix):]
