@@ -127,7 +127,10 @@ class Limiter:
                 self.in_flight -= 1
                 if not self.fixed:
                     self.controller.observe(latency, waited=waited or self.waiting > 0)
-                self.condition.notify_all()
+                # Wake only as many waiters as there are free slots (one, unless the
+                # limit grew): waking them all would cost each request hundreds of
+                # thread switches once the limit is in the hundreds.
+                self.condition.notify(max(1, self.controller.limit - self.in_flight))
 
 
 class MemoryBudget:
