@@ -19,13 +19,21 @@ import threading
 from collections import deque
 from concurrent import futures
 from concurrent.futures import Future
-from typing import Callable, Deque, Dict, Iterable, Iterator, List, NamedTuple, Optional, Union
-from urllib.parse import urlparse
+from typing import (
+    Callable,
+    Deque,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    NamedTuple,
+    Optional,
+    Tuple,
+    Union,
+)
+from urllib.parse import urlparse, urlsplit
 
-import boto3
-import botocore.config
-import botocore.exceptions
-
+from . import lazy
 from .config import Config
 from .errors import (
     ConfigError,
@@ -35,7 +43,7 @@ from .errors import (
     S3pputError,
     TransientError,
 )
-from .fastput import FastPut, proxy_configured
+from .fastput import Credentials, FastPut, Route, proxy_configured
 from .jobs import RemoteObject
 
 # Error codes that say the run cannot go on at all, whatever the file.
@@ -87,10 +95,10 @@ def _session(cfg: Config):
     identity = (cfg.profile, cfg.access_key, cfg.secret_key)
     if identity not in _SESSIONS:
         try:
-            session = boto3.session.Session(
+            session = lazy.boto3.session.Session(
                 profile_name=cfg.profile, aws_access_key_id=cfg.access_key,
                 aws_secret_access_key=cfg.secret_key)
-        except botocore.exceptions.BotoCoreError as err:
+        except lazy.botocore_exceptions.BotoCoreError as err:
             raise _fatal(err, cfg.bucket) from err
         # Timestamps stay strings: s3pput reads none, and dateutil parsing every
         # LastModified was most of the CPU of a listing (1,000 per page).
@@ -115,6 +123,8 @@ def tls_verify(cfg: Config) -> Union[bool, str]:
     loaded is a ``ConfigError`` here, up front, not a TLS failure on every request."""
     if not cfg.verify_ssl:
         return False
+    if (cfg.endpoint_url or "").startswith("http:"):
+        return True  # plain HTTP: no certificate to check, no bundle to look up
     key = (cfg.profile, cfg.access_key, cfg.ca_bundle, cfg.endpoint_url)
     if key not in _TRUST:
         if cfg.ca_bundle:
@@ -148,7 +158,7 @@ def make_client(cfg: Config, *, pool_size: int = 10):
     else:
         checksums = cfg.checksums
     addressing = "path" if _is_local_host(cfg.endpoint_url) else "auto"
-    config = botocore.config.Config(
+    config = lazy.botocore_config.Config(
         region_name=cfg.region,
         max_pool_connections=max(10, pool_size),
         connect_timeout=min(cfg.timeout, 10),
@@ -169,14 +179,14 @@ def make_client(cfg: Config, *, pool_size: int = 10):
     try:
         return _session(cfg).client("s3", endpoint_url=cfg.endpoint_url, verify=verify,
                                     config=config)
-    except botocore.exceptions.BotoCoreError as err:
+    except lazy.botocore_exceptions.BotoCoreError as err:
         raise _fatal(err, cfg.bucket) from err
     except ValueError as err:  # botocore's word for an endpoint it cannot use
         raise ConfigError(f"cannot make an S3 client: {err}") from err
 
 
 def error_code(err: BaseException) -> str:
-    if isinstance(err, botocore.exceptions.ClientError):
+    if isinstance(err, lazy.botocore_exceptions.ClientError):
         return str(err.response.get("Error", {}).get("Code", ""))
     return ""
 
@@ -189,23 +199,23 @@ def translate(err: BaseException, *, op: str, bucket: str, key: str = "",
     ``TransientError`` for what retries may cure, ``FileError`` for the rest."""
     if isinstance(err, S3pputError):
         return err
-    if isinstance(err, botocore.exceptions.NoCredentialsError):
+    if isinstance(err, lazy.botocore_exceptions.NoCredentialsError):
         return ConfigError("no credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
                            "use --profile, or put SPACES_ACCESS_KEY/SPACES_SECRET_KEY in .env")
-    if isinstance(err, botocore.exceptions.ProfileNotFound):
+    if isinstance(err, lazy.botocore_exceptions.ProfileNotFound):
         name = err.kwargs.get("profile", "")
         return ConfigError(f"profile {name!r} not found in the AWS config files "
                            "(~/.aws/config, ~/.aws/credentials, or AWS_CONFIG_FILE/"
                            "AWS_SHARED_CREDENTIALS_FILE); check --profile or AWS_PROFILE")
-    if isinstance(err, (botocore.exceptions.PartialCredentialsError,
-                        botocore.exceptions.CredentialRetrievalError)):
+    if isinstance(err, (lazy.botocore_exceptions.PartialCredentialsError,
+                        lazy.botocore_exceptions.CredentialRetrievalError)):
         return ConfigError(f"incomplete credentials: {err}")
-    if isinstance(err, botocore.exceptions.ConfigParseError):
+    if isinstance(err, lazy.botocore_exceptions.ConfigParseError):
         return ConfigError(f"cannot read the AWS config: {err}")
-    if isinstance(err, (botocore.exceptions.InvalidRegionError,
-                        botocore.exceptions.InvalidConfigError)):
+    if isinstance(err, (lazy.botocore_exceptions.InvalidRegionError,
+                        lazy.botocore_exceptions.InvalidConfigError)):
         return ConfigError(str(err))
-    if isinstance(err, botocore.exceptions.ClientError):
+    if isinstance(err, lazy.botocore_exceptions.ClientError):
         code = error_code(err)
         status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         message = err.response.get("Error", {}).get("Message") or code or str(status)
@@ -215,12 +225,12 @@ def translate(err: BaseException, *, op: str, bucket: str, key: str = "",
             return TransientError(f"{code or status}: {message} (gave up after retries)",
                                   op=op, path=path, key=key)
         return FileError(f"{code or status}: {message}", op=op, path=path, key=key)
-    if isinstance(err, botocore.exceptions.SSLError):
+    if isinstance(err, lazy.botocore_exceptions.SSLError):
         return _tls_error(err)
     # ConnectionError: refused, unresolvable, connect timeout, proxy; HTTPClientError:
     # closed or reset mid-request, read timeout.
-    if isinstance(err, (botocore.exceptions.ConnectionError,
-                        botocore.exceptions.HTTPClientError)):
+    if isinstance(err, (lazy.botocore_exceptions.ConnectionError,
+                        lazy.botocore_exceptions.HTTPClientError)):
         return ConnectionFailure(f"{type(err).__name__}: {err} (gave up after retries)",
                                  endpoint=_endpoint_of(err), reason=_reason(err),
                                  op=op, path=path, key=key)
@@ -306,18 +316,54 @@ class Access(NamedTuple):
     first_page: Optional[tuple] = None  # (items, continuation token) of the prefix asked
 
 
+def lean_start(cfg: Config, environ=None) -> Optional[Tuple[Route, Credentials]]:
+    """The fast path's route and credentials when they are plain settings, so that it can
+    start before (and often without) botocore: None when botocore must resolve them.
+
+    * Route: a custom endpoint (``--endpoint-url``) with nothing but scheme, host and port,
+      and a region given (``--region``, ``AWS_REGION``...): botocore addresses any custom
+      endpoint path-style in the URLs it presigns (``scheme://host:port/bucket/key``),
+      which is how the fast path takes it from a client otherwise. For AWS itself (endpoint
+      rules, regions, virtual hosts) and a region only a profile knows: botocore.
+    * Credentials: keys given as settings, exactly the ones botocore would take first: the
+      ``SPACES_*`` keys s3pput passes to the session, or, without ``--profile``,
+      ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (and ``AWS_SESSION_TOKEN``) from the
+      environment, the first provider of botocore's chain. Profiles, SSO, roles, instance
+      metadata: botocore."""
+    environ = os.environ if environ is None else environ
+    if not cfg.endpoint_url or not cfg.region:
+        return None
+    parts = urlsplit(cfg.endpoint_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or \
+            parts.path.strip("/") or parts.query or parts.fragment or parts.username:
+        return None
+    route = Route.from_url(f"{parts.scheme}://{parts.netloc}/{cfg.bucket}/K", cfg.region)
+    if cfg.access_key and cfg.secret_key:
+        return route, Credentials(cfg.access_key, cfg.secret_key)
+    key, secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
+    if cfg.profile or not key or not secret or environ.get("AWS_CREDENTIAL_EXPIRATION"):
+        return None
+    token = environ.get("AWS_SESSION_TOKEN") or environ.get("AWS_SECURITY_TOKEN") or None
+    return route, Credentials(key, secret, token)
+
+
 class Store:
     """The S3 store: the few operations s3pput needs, with errors translated."""
 
     def __init__(self, client_factory: Callable[[], object], bucket: str, *,
-                 fast: bool = False, timeout: float = 60.0, verify_ssl: Union[bool, str] = True):
+                 fast: bool = False, timeout: float = 60.0,
+                 verify_ssl: Union[bool, str] = True,
+                 lean: Optional[Tuple[Route, Credentials]] = None):
         """CLIENT_FACTORY makes the boto3 client on first use (a dry run that only
-        records never pays for one). FAST: try ``fastput.FastPut`` first for single-part PUTs."""
+        records never pays for one). FAST: try ``fastput.FastPut`` first for single-part
+        PUTs and listing pages; LEAN: its route and credentials, to start it without a
+        client (``lean_start``)."""
         self.client_factory = client_factory
         self.bucket = bucket
         self.fast = fast
         self.timeout = timeout
         self.verify_ssl = verify_ssl
+        self.lean = lean
         self._client = None
         self._fast_lane: Optional[FastPut] = None
         self._lock = threading.Lock()
@@ -332,10 +378,10 @@ class Store:
                 if self._client is None:
                     client = self.client_factory()
                     client.meta.events.register("needs-retry.s3", self._note_throttle)
-                    if self.fast:
-                        self._fast_lane = FastPut(client, self.bucket, self.timeout,
-                                                  self.verify_ssl,
-                                                  on_throttle=lambda: self.on_throttle())
+                    if self.fast and self._fast_lane is None:
+                        self._fast_lane = FastPut.of_client(
+                            client, self.bucket, self.timeout, self.verify_ssl,
+                            on_throttle=lambda: self.on_throttle())
                     self._client = client
         return self._client
 
@@ -357,7 +403,19 @@ class Store:
 
     @property
     def fast_lane(self) -> Optional[FastPut]:
-        return self._fast_lane if self.client is not None else None
+        """The lean path (None without ``fast``): made without a client when ``lean``
+        says how, else beside the client (which is then made)."""
+        if self._fast_lane is None and self.fast:
+            if self.lean is not None:
+                with self._lock:
+                    if self._fast_lane is None:
+                        route, credentials = self.lean
+                        self._fast_lane = FastPut(route, lambda: credentials, self.timeout,
+                                                  self.verify_ssl,
+                                                  on_throttle=lambda: self.on_throttle())
+            else:
+                self.client  # noqa: B018 - makes the client, and the lane beside it
+        return self._fast_lane
 
     def _fail(self, err: BaseException, op: str, key: str = "", path: str = ""):
         raise translate(err, op=op, bucket=self.bucket, key=key, path=path) from err
@@ -387,12 +445,16 @@ class Store:
 
     def _check_bucket(self, prefix: Optional[str]) -> "Access":
         try:
+            if self.fast_lane is not None:
+                page = self.fast_lane.list_page(prefix or "",
+                                                max_keys=0 if prefix is not None else 1)
+                if page is not None:
+                    return Access(True, page if prefix is not None else None)
             if prefix is None:
                 self._boto3_page("", MaxKeys=1)
                 return Access(True)
-            page = self.fast_lane.list_page(prefix) if self.fast_lane is not None else None
-            return Access(True, page or self._boto3_page(prefix))
-        except botocore.exceptions.ClientError as err:
+            return Access(True, self._boto3_page(prefix))
+        except lazy.botocore_exceptions.ClientError as err:
             # A missing bucket, another region, or no permission to list: the HEAD of the
             # bucket tells which (and names the region); bad credentials are final.
             if error_code(err) in FATAL_CODES and error_code(err) not in (
@@ -402,13 +464,13 @@ class Store:
         except Exception as err:  # noqa: BLE001 - translated
             self._fail(err, "check bucket")
 
-    def _head_bucket(self, refused: botocore.exceptions.ClientError) -> bool:
+    def _head_bucket(self, refused: lazy.botocore_exceptions.ClientError) -> bool:
         """The LIST was REFUSED: ask the bucket itself why. A missing bucket and another
         region are fatal; a bucket that exists but may not be listed is not (its keys are
         then asked for one HEAD each): returns False."""
         try:
             self.client.head_bucket(Bucket=self.bucket)
-        except botocore.exceptions.ClientError as err:
+        except lazy.botocore_exceptions.ClientError as err:
             status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if status == 404 or error_code(err) in ("404", "NoSuchBucket"):
                 raise ConfigError(f"bucket {self.bucket!r} does not exist") from err
@@ -430,7 +492,7 @@ class Store:
     def head(self, key: str) -> Optional[RemoteObject]:
         try:
             answer = self.client.head_object(Bucket=self.bucket, Key=key)
-        except botocore.exceptions.ClientError as err:
+        except lazy.botocore_exceptions.ClientError as err:
             if err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                 return None
             self._fail(err, "head", key)
@@ -486,7 +548,7 @@ class Store:
     def get(self, key: str) -> Optional[bytes]:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except botocore.exceptions.ClientError as err:
+        except lazy.botocore_exceptions.ClientError as err:
             if error_code(err) in ("NoSuchKey", "404"):
                 return None
             self._fail(err, "get", key)
@@ -593,8 +655,9 @@ def make_store(cfg: Config, pool_size: int = 10) -> Store:
         return make_client(cfg, pool_size=pool_size)
 
     kind = DryRunStore if cfg.dry_run else Store
-    return kind(factory, cfg.bucket, fast=cfg.fast_put and not proxy_configured(),
-                timeout=cfg.timeout, verify_ssl=tls_verify(cfg))
+    fast = cfg.fast_put and not proxy_configured()
+    return kind(factory, cfg.bucket, fast=fast, timeout=cfg.timeout,
+                verify_ssl=tls_verify(cfg), lean=lean_start(cfg) if fast else None)
 
 
 def preflight(cfg: Config) -> Access:

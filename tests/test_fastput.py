@@ -7,6 +7,7 @@ import datetime
 import hashlib
 from unittest import mock
 
+import boto3
 import botocore.auth
 import botocore.awsrequest
 import botocore.config
@@ -46,7 +47,7 @@ def test_signature_is_the_one_botocore_computes(path, extra):
 @pytest.fixture
 def fast(s3server, bucket):
     client = make_s3_client(s3server.endpoint)
-    return FastPut(client, bucket, timeout=10, verify_ssl=True)
+    return FastPut.of_client(client, bucket, timeout=10, verify_ssl=True)
 
 
 @pytest.mark.parametrize("key", ["plain.txt", "dir/with space/#hash+plus?q%pct",
@@ -87,15 +88,15 @@ def test_what_it_cannot_say_goes_to_boto3(fast):
 
 def test_an_error_answer_is_none_and_the_connection_is_still_usable(s3server, s3, bucket):
     client = make_s3_client(s3server.endpoint)
-    missing = FastPut(client, "no-such-bucket-here", timeout=10, verify_ssl=True)
+    missing = FastPut.of_client(client, "no-such-bucket-here", timeout=10, verify_ssl=True)
     assert missing.put("k", b"d", hashlib.md5(b"d").digest(), {}) is None
-    right = FastPut(client, bucket, timeout=10, verify_ssl=True)
+    right = FastPut.of_client(client, bucket, timeout=10, verify_ssl=True)
     assert right.put("k", b"d", hashlib.md5(b"d").digest(), {}) is not None
 
 
 def test_wrong_credentials_are_answered_none(authserver):
     client = make_s3_client(authserver.endpoint, "AK", "wrong-secret")
-    assert FastPut(client, "auth-bucket", 10, True).put(
+    assert FastPut.of_client(client, "auth-bucket", 10, True).put(
         "k", b"d", hashlib.md5(b"d").digest(), {}) is None
 
 
@@ -131,4 +132,85 @@ def test_listing_pages_are_what_boto3_lists(fast, s3, bucket):
 
 def test_listing_of_a_missing_bucket_is_none(s3server):
     client = make_s3_client(s3server.endpoint)
-    assert FastPut(client, "no-such-bucket-here", 10, True).list_page("") is None
+    assert FastPut.of_client(client, "no-such-bucket-here", 10, True).list_page("") is None
+
+
+# -- starting lean, without a client --------------------------------------------------------
+
+@pytest.mark.parametrize("endpoint, bucket, region", [
+    ("http://127.0.0.1:9000", "bkt", "us-east-1"),
+    ("https://fra1.digitaloceanspaces.com", "my-space", "fra1"),
+    ("http://minio.local:9000", "bkt.with.dots", "eu-central-1"),
+    ("https://s3.example.com/", "b-c", "us-west-2"),
+])
+def test_lean_route_is_the_route_botocore_presigns(endpoint, bucket, region):
+    from s3pput.config import Config
+    from s3pput.store import lean_start
+
+    cfg = Config(sources=(".",), bucket=bucket, endpoint_url=endpoint, region=region)
+    route, _ = lean_start(cfg, {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
+    client = boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b").client(
+        "s3", endpoint_url=endpoint, region_name=region)
+    assert route == FastPut.of_client(client, bucket, 10, True).route
+
+
+@pytest.mark.parametrize("environ, spaces, profile, expected", [
+    ({"AWS_ACCESS_KEY_ID": "ak", "AWS_SECRET_ACCESS_KEY": "sk"}, None, None, ("ak", "sk", None)),
+    ({"AWS_ACCESS_KEY_ID": "ak", "AWS_SECRET_ACCESS_KEY": "sk", "AWS_SESSION_TOKEN": "tk"},
+     None, None, ("ak", "sk", "tk")),
+    ({"AWS_ACCESS_KEY_ID": "ak", "AWS_SECRET_ACCESS_KEY": "sk", "AWS_PROFILE": "other"},
+     None, None, ("ak", "sk", None)),  # env keys beat AWS_PROFILE in botocore's chain
+    ({}, ("dk", "ds"), None, ("dk", "ds", None)),  # SPACES_* keys, passed to the session
+])
+def test_lean_credentials_are_the_ones_botocore_resolves(tmp_path, monkeypatch, environ,
+                                                         spaces, profile, expected):
+    """For the same environment, the lean start's key pair is botocore's own answer."""
+    from s3pput.config import Config
+    from s3pput.store import lean_start
+
+    config_file = tmp_path / "config"
+    config_file.write_text("[profile other]\nregion = us-east-1\n")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_CREDENTIAL_EXPIRATION"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config_file))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    access, secret = spaces or (None, None)
+    cfg = Config(sources=(".",), bucket="bkt", endpoint_url="http://127.0.0.1:9",
+                 region="us-east-1", access_key=access, secret_key=secret, profile=profile)
+    _, ours = lean_start(cfg, dict(environ))
+    theirs = boto3.session.Session(aws_access_key_id=access, aws_secret_access_key=secret,
+                                   profile_name=profile).get_credentials()
+    assert tuple(ours) == tuple(theirs.get_frozen_credentials())[:3] == expected
+
+
+def test_no_lean_start_where_botocore_must_decide():
+    from s3pput.config import Config
+    from s3pput.store import lean_start
+
+    keys = {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}
+    base = dict(sources=(".",), bucket="bkt", endpoint_url="http://127.0.0.1:9",
+                region="us-east-1")
+    assert lean_start(Config(**base), keys) is not None
+    assert lean_start(Config(**{**base, "endpoint_url": None}), keys) is None  # AWS rules
+    assert lean_start(Config(**{**base, "region": None}), keys) is None  # a profile's region
+    assert lean_start(Config(**base, profile="p"), keys) is None  # a profile's keys
+    assert lean_start(Config(**base), {}) is None  # the rest of botocore's chain
+    assert lean_start(Config(**{**base, "endpoint_url": "http://h:9/base/path"}), keys) is None
+
+
+def test_a_lean_store_puts_and_lists_without_ever_making_a_client(s3server, s3, bucket):
+    from s3pput.config import Config
+    from s3pput.store import make_store
+
+    cfg = Config(sources=(".",), bucket=bucket, endpoint_url=s3server.endpoint,
+                 region="us-east-1", access_key="k", secret_key="s")
+    store = make_store(cfg)
+    assert store.check_bucket("").can_list
+    assert store.put("lean.txt", b"lean", {"ContentType": "text/plain"}) == \
+        hashlib.md5(b"lean").hexdigest()
+    assert [o.key for o in store.list_objects("")] == ["lean.txt"]
+    assert store._client is None  # botocore never needed
+    assert body_of(s3, bucket, "lean.txt") == b"lean"

@@ -273,5 +273,5 @@ def test_fast_lane_puts_over_tls_with_the_runs_trust(tls_server, tls_bucket, pki
     assert store.fast_lane.put("fast.txt", data, md5, {}) == md5.hex()
     assert body_of(tls_server.client(), tls_bucket, "fast.txt") == data
     # and the check discriminates: with the default bundle the fast lane says no
-    assert FastPut(store.client, tls_bucket, 10, True).put("no.txt", data, md5, {}) is None
+    assert FastPut.of_client(store.client, tls_bucket, 10, True).put("no.txt", data, md5, {}) is None
     assert "no.txt" not in keys_of(tls_server.client(), tls_bucket)
