@@ -36,7 +36,7 @@ from .walker import WalkerBase, skip_early
 
 MANIFEST_NAME = ".s3pput-manifest.json"
 ORIGINAL_FOLDER = "original"
-LOOKAHEAD = 16  # directories whose manifest and listing are asked for ahead of their jobs
+LOOKAHEAD = 64  # directories whose manifest and listing are asked for ahead of their jobs
 
 
 class Manifest:
