@@ -35,7 +35,7 @@ storage class, encryption and ACL when the run gives them), cheapest evidence fi
 
 A HEAD compares what it shows (``same_headers``); the ACL, which no HEAD shows, is
 compared with the one the journal recorded, and taken as the same when there is none.
-Other headers are updated in place: one server-side copy of the object onto itself,
+Headers that differ are updated in place: one server-side copy of the object onto itself,
 no body sent, counted as a put by ``--limit``.
 """
 
