@@ -98,10 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     what = parser.add_argument_group("what to put")
     what.add_argument("--put", choices=PUT_MODES, default="update",
                       help="add: only absent keys; stupid: always; update (default): absent "
-                      "or changed keys")
+                      "or changed keys, and the headers of unchanged ones (in place)")
     what.add_argument("--dry-run", action="store_true",
                       help="write nothing; print what would be uploaded and why")
-    what.add_argument("--limit", type=int, help="upload at most N files (skips do not count)")
+    what.add_argument("--limit", type=int, help="upload (or update the metadata of) at most N "
+                      "files (skips do not count)")
     what.add_argument("--include", action=RuleAction, dest="rules", metavar="GLOB",
                       help="take paths matching GLOB (repeatable; the last matching "
                       "--include/--exclude decides)")

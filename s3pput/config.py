@@ -23,6 +23,7 @@ import re
 import stat
 import tarfile
 from dataclasses import dataclass, field
+from datetime import timezone
 from typing import Dict, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
@@ -211,12 +212,29 @@ def parse_headers(headers) -> Tuple[Tuple[Tuple[str, str], ...], Tuple[Tuple[str
         lowered = name.lower()
         if lowered.startswith("x-amz-meta-") and len(lowered) > len("x-amz-meta-"):
             metadata.append((lowered[len("x-amz-meta-"):], value))
+        elif lowered == "expires":
+            params.append((HEADER_PARAMS[lowered], http_date(value, header)))
         elif lowered in HEADER_PARAMS:
             params.append((HEADER_PARAMS[lowered], value))
         else:
             known = ", ".join(sorted(HEADER_PARAMS)) + ", x-amz-meta-*"
             raise UsageError(f"--header {name!r} is not supported; use one of: {known}")
     return tuple(params), tuple(metadata)
+
+
+def http_date(value: str, header: str) -> str:
+    """VALUE (an HTTP date, ISO 8601, or seconds since 1970) as the HTTP date botocore
+    sends and S3 answers with: ``--put update`` compares the stored Expires with it."""
+    from email.utils import format_datetime
+
+    from botocore.utils import parse_to_aware_datetime
+
+    try:
+        when = parse_to_aware_datetime(value)
+    except (ValueError, TypeError, OverflowError) as err:
+        raise UsageError(f"--header {header!r}: not a date; write an HTTP date (Tue, 01 Jan "
+                         "2030 00:00:00 GMT) or ISO 8601 (2030-01-01T00:00:00Z)") from err
+    return format_datetime(when.astimezone(timezone.utc), usegmt=True)
 
 
 def positive(value, option: str, *, allow_zero: bool = False, maximum=None):

@@ -143,7 +143,8 @@ def canonical_query(params: Dict[str, str]) -> str:
 
 
 def parse_listing(xml: bytes):
-    """A ListObjectsV2 answer -> ([(key, size, etag)], next continuation token or "").
+    """A ListObjectsV2 answer -> ([(key, size, etag, storage class)], next continuation
+    token or "").
 
     With ``encoding-type=url`` keys come form-encoded (a space as ``+``, a plus as
     ``%2B``): decoded as botocore decodes them."""
@@ -153,7 +154,8 @@ def parse_listing(xml: bytes):
     for item in root.iterfind("{*}Contents"):
         key = item.findtext("{*}Key") or ""
         items.append((unquote_plus(key) if encoded else key, int(item.findtext("{*}Size") or 0),
-                      (item.findtext("{*}ETag") or "").strip('"')))
+                      (item.findtext("{*}ETag") or "").strip('"'),
+                      item.findtext("{*}StorageClass") or ""))
     truncated = (root.findtext("{*}IsTruncated") or "false").lower() == "true"
     token = root.findtext("{*}NextContinuationToken") or ""
     if truncated and not token:
@@ -288,8 +290,8 @@ class FastPut:
 
     def list_page(self, prefix: str, token: str = "", delimiter: str = "",
                   max_keys: int = 0):
-        """One ListObjectsV2 page: ([(key, size, etag)], next token or ""), or None to
-        say "ask boto3 for this page" (tokens are the same either way)."""
+        """One ListObjectsV2 page: ([(key, size, etag, storage class)], next token or ""),
+        or None to say "ask boto3 for this page" (tokens are the same either way)."""
         if time.monotonic() < self.closed_until:
             return None
         credentials = self.credentials()

@@ -27,6 +27,7 @@ from typing import Deque, Dict, Iterator, List, Optional, Tuple
 from . import plan
 from .config import Config
 from .errors import FileError
+from .headers import content_type_of
 from .images import SNIFF_BYTES, sniff_image
 from .jobs import FAILED, SKIPPED, Job, RemoteObject, Result
 from .keys import check_key, image_keys, join_key
@@ -194,7 +195,8 @@ class ImageWalker(WalkerBase):
             job = Job(self._next_seq(), entry.display, original, entry.source, entry.size,
                       entry.mtime_ns, self.remote_of(original, remote),
                       self.journal_lookup(original), numbers.get(name), thumbnails)
-            yield skip_early(self.cfg, job) or job
+            yield skip_early(self.cfg, job, self.headers,
+                             content_type_of(self.cfg, name, b"", kind.mime)) or job
 
     def _numbers(self, reldir, names: List[str]) -> Tuple[Dict[str, int], str]:
         """({name: number} for this directory (empty with --rename keep), error): the

@@ -9,7 +9,7 @@ always add up.
 from __future__ import annotations
 
 from enum import Enum
-from typing import NamedTuple, Optional, Tuple, Union
+from typing import Dict, NamedTuple, Optional, Tuple, Union
 
 
 class Source(NamedTuple):
@@ -28,6 +28,8 @@ class RemoteObject(NamedTuple):
     key: str
     size: int
     etag: str  # without quotes; "<md5>" or "<md5 of part md5s>-<parts>"
+    storage_class: str = ""  # as a listing shows it ("" when not known)
+    headers: Optional[Dict[str, str]] = None  # from a HEAD: its header set (``headers``)
 
 
 class JournalEntry(NamedTuple):
@@ -37,6 +39,7 @@ class JournalEntry(NamedTuple):
     mtime_ns: int  # local mtime when it was put
     md5: str  # hex MD5 of the local content (before gzip)
     etag: str  # the ETag the store returned
+    fingerprint: Optional[str] = None  # of the headers it was put with; None: unknown
 
 
 class Unlisted(Enum):
@@ -83,8 +86,9 @@ class Result(NamedTuple):
     seq: int
     display: str
     key: str
-    outcome: str  # UPLOADED, SKIPPED or FAILED
-    reason: str  # why: "new", "changed", "forced", "unchanged", "exists", or an error
+    outcome: str  # UPLOADED, UPDATED, SKIPPED or FAILED
+    reason: str  # why: "new", "changed", "forced", "metadata changed", "unchanged",
+    #              "exists", or an error
     size: int = 0  # bytes of the local file
     sent: int = 0  # bytes written to the store (0 in dry-run and for skips)
     mtime_ns: int = 0  # as seen when it was read (for the journal)
@@ -93,9 +97,11 @@ class Result(NamedTuple):
     extra_keys: Tuple[str, ...] = ()  # other objects written for this job (thumbnails)
     number: Optional[int] = None  # image mode: the sequence number given
     preview: Optional[bytes] = None  # --dry-run --preview: the first thumbnail's bytes
+    fingerprint: str = ""  # of the stored object's headers, when this run knows it (journal)
 
 
 UPLOADED = "uploaded"
+UPDATED = "updated"  # the stored content was kept; its headers were replaced in place
 SKIPPED = "skipped"
 FAILED = "failed"
 

@@ -12,19 +12,21 @@ from typing import Dict, List, Optional
 
 import humanize
 
-from .jobs import SKIPPED, UPLOADED, Result
+from .jobs import SKIPPED, UPDATED, UPLOADED, Result
 
 MAX_FAILURES_IN_JSON = 1000
 
 
 class Stats:
-    """The counters of a run. ``walked == uploaded + skipped + failed`` at the end."""
+    """The counters of a run. ``walked == uploaded + updated_metadata + skipped + failed``
+    at the end."""
 
     def __init__(self, dry_run: bool):
         self.dry_run = dry_run
         self.started = time.monotonic()
         self.walked = 0
         self.uploaded = 0
+        self.updated_metadata = 0  # objects whose headers were replaced in place
         self.skipped = 0
         self.failed = 0
         self.bytes = 0  # local bytes of the files uploaded
@@ -39,7 +41,7 @@ class Stats:
 
     @property
     def done(self) -> int:
-        return self.uploaded + self.skipped + self.failed
+        return self.uploaded + self.updated_metadata + self.skipped + self.failed
 
     def seconds(self) -> float:
         return time.monotonic() - self.started
@@ -52,6 +54,8 @@ class Stats:
             self.uploaded += 1
             self.bytes += result.size
             self.bytes_sent += result.sent
+        elif result.outcome == UPDATED:
+            self.updated_metadata += 1
         elif result.outcome == SKIPPED:
             self.skipped += 1
             self.skip_reasons[result.reason] += 1
@@ -66,6 +70,7 @@ class Stats:
         return {
             "walked": self.walked,
             "uploaded": self.uploaded,
+            "updated_metadata": self.updated_metadata,
             "skipped": self.skipped,
             "failed": self.failed,
             "bytes": self.bytes,
@@ -92,9 +97,12 @@ def human_summary(summary: Dict) -> str:
         rate = (f" ({humanize.naturalsize(summary['bytes_per_second'])}/s, "
                 f"{summary['files_per_second']:,.1f} files/s)")
     text = (f"{verb} {humanize.intcomma(summary['uploaded'])} files, "
-            f"{humanize.naturalsize(summary['bytes'])} in {seconds:.1f} s{rate}, "
-            f"{humanize.intcomma(summary['skipped'])} skipped, "
-            f"{humanize.intcomma(summary['failed'])} failed")
+            f"{humanize.naturalsize(summary['bytes'])} in {seconds:.1f} s{rate}, ")
+    if summary.get("updated_metadata"):
+        text += (f"{'would update' if summary['dry_run'] else 'updated'} the metadata of "
+                 f"{humanize.intcomma(summary['updated_metadata'])} files, ")
+    text += (f"{humanize.intcomma(summary['skipped'])} skipped, "
+             f"{humanize.intcomma(summary['failed'])} failed")
     reasons = summary.get("skipped_reasons") or {}
     if reasons:
         text += " (skipped: " + ", ".join(f"{count:,} {reason}" for reason, count

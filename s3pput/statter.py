@@ -24,6 +24,7 @@ from .jobs import (
     CUT_LIMIT,
     CUT_STOP,
     FAILED,
+    UPDATED,
     UPLOADED,
     Fatal,
     Finish,
@@ -162,6 +163,14 @@ def report(log: Log, cfg: Config, result: Result) -> None:
             log.plan(f"would upload {result.display} -> {target}{extra} ({result.reason})")
         else:
             log.info(f"uploaded {result.display} -> {target}{extra} ({result.reason})")
+    elif result.outcome == UPDATED:
+        extra = "".join(f", s3://{cfg.bucket}/{key}" for key in result.extra_keys)
+        verb = "would update" if cfg.dry_run else "updated"
+        line = f"{verb} metadata of {result.display} -> {target}{extra} ({result.reason})"
+        if cfg.dry_run:
+            log.plan(line)
+        else:
+            log.info(line)
     else:
         log.info(f"skipped {result.display} -> {target} ({result.reason})")
 

@@ -44,6 +44,7 @@ from .errors import (
     TransientError,
 )
 from .fastput import Credentials, FastPut, Route, proxy_configured
+from .headers import from_http
 from .jobs import RemoteObject
 
 # Error codes that say the run cannot go on at all, whatever the file.
@@ -67,6 +68,7 @@ THROTTLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "TooManyReque
                   "RequestLimitExceeded"}
 
 MULTIPART_RESERVED = 10_000  # S3's limit on parts per upload
+COPY_LIMIT = 5 * 1024 ** 3  # S3's limit on what one CopyObject copies
 
 
 def _is_local_host(url: Optional[str]) -> bool:
@@ -490,6 +492,7 @@ class Store:
         return False
 
     def head(self, key: str) -> Optional[RemoteObject]:
+        """What the store holds under KEY (None: nothing), its headers included."""
         try:
             answer = self.client.head_object(Bucket=self.bucket, Key=key)
         except lazy.botocore_exceptions.ClientError as err:
@@ -498,7 +501,9 @@ class Store:
             self._fail(err, "head", key)
         except Exception as err:  # noqa: BLE001 - translated
             self._fail(err, "head", key)
-        return RemoteObject(key, int(answer["ContentLength"]), answer["ETag"].strip('"'))
+        raw = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        return RemoteObject(key, int(answer["ContentLength"]), answer["ETag"].strip('"'),
+                            answer.get("StorageClass", ""), from_http(raw))
 
     def list_objects(self, prefix: str, delimiter: str = "",
                      first_page: Optional[tuple] = None) -> Iterator[RemoteObject]:
@@ -508,8 +513,8 @@ class Store:
         FIRST_PAGE: (items, continuation token) already read (``check_bucket``'s)."""
         if first_page is not None:
             items, token = first_page
-            for key, size, etag in items:
-                yield RemoteObject(key, size, etag)
+            for item in items:
+                yield RemoteObject(*item)
             if not token:
                 return
         else:
@@ -520,8 +525,8 @@ class Store:
             if page is None:
                 page = self._list_page(prefix, token, delimiter)
             items, token = page
-            for key, size, etag in items:
-                yield RemoteObject(key, size, etag)
+            for item in items:
+                yield RemoteObject(*item)
             if not token:
                 return
 
@@ -540,8 +545,8 @@ class Store:
         if token:
             request["ContinuationToken"] = token
         page = self.client.list_objects_v2(**request)
-        items = [(item["Key"], int(item["Size"]), item["ETag"].strip('"'))
-                 for item in page.get("Contents", ())]
+        items = [(item["Key"], int(item["Size"]), item["ETag"].strip('"'),
+                  item.get("StorageClass", "")) for item in page.get("Contents", ())]
         next_token = page.get("NextContinuationToken") or ""
         return items, next_token if page.get("IsTruncated") else ""
 
@@ -628,6 +633,56 @@ class Store:
             self._fail(err, "put", key, path)
         return digest, answer["ETag"]
 
+    copy_limit = COPY_LIMIT  # above it, a copy goes in parts (a test may lower it)
+
+    def copy_in_place(self, key: str, params: Dict, *, etag: str = "", size: int = 0,
+                      part_size: int = 8 * 1024 * 1024, path: str = "") -> str:
+        """Give the object under KEY the headers of PARAMS (PutObject parameters) without
+        sending its body; return its new ETag. One CopyObject of the object onto itself
+        with ``MetadataDirective=REPLACE``; an object of SIZE above ``copy_limit`` is copied
+        in parts of PART_SIZE (more if 10,000 would not do) by a multipart upload. With
+        ETAG, only if the object still has that ETag (else a ``FileError``: nothing is
+        changed). Tags are kept as they are."""
+        request = {name: value for name, value in params.items() if name != "Tagging"}
+        source = {"Bucket": self.bucket, "Key": key}
+        condition = {"CopySourceIfMatch": f'"{etag}"'} if etag else {}
+        try:
+            if size > self.copy_limit:
+                return self._copy_in_parts(key, request, source, condition, size, part_size)
+            answer = self.client.copy_object(Bucket=self.bucket, Key=key, CopySource=source,
+                                             MetadataDirective="REPLACE", **condition,
+                                             **request)
+        except lazy.botocore_exceptions.ClientError as err:
+            if error_code(err) == "PreconditionFailed":
+                raise FileError("the stored object changed since it was compared; its "
+                                "metadata was not updated (run again)", op="update metadata",
+                                path=path, key=key) from err
+            self._fail(err, "update metadata", key, path)
+        except Exception as err:  # noqa: BLE001 - translated
+            self._fail(err, "update metadata", key, path)
+        return answer.get("CopyObjectResult", {}).get("ETag", "").strip('"') or etag
+
+    def _copy_in_parts(self, key: str, request: Dict, source: Dict, condition: Dict,
+                       size: int, part_size: int) -> str:
+        part_size = max(part_size, -(-size // MULTIPART_RESERVED))
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key,
+                                                        **request)["UploadId"]
+        try:
+            parts = []
+            for number, start in enumerate(range(0, size, part_size), 1):
+                end = min(start + part_size, size) - 1
+                answer = self.client.upload_part_copy(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                    CopySource=source, CopySourceRange=f"bytes={start}-{end}", **condition)
+                parts.append({"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]})
+            answer = self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id,
+                MultipartUpload={"Parts": parts})
+        except BaseException:
+            self._abort(key, upload_id)
+            raise
+        return answer.get("ETag", "").strip('"')
+
     def _abort(self, key: str, upload_id: str) -> None:
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
@@ -645,6 +700,9 @@ class DryRunStore(Store):
     def put_multipart(self, key, parts, params, *, before_complete=lambda md5s: None,
                       path="", submit=None, window=1):
         return ""
+
+    def copy_in_place(self, key, params, *, etag="", size=0, part_size=0, path=""):
+        return etag
 
 
 def make_store(cfg: Config, pool_size: int = 10) -> Store:

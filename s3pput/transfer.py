@@ -21,11 +21,19 @@ from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
 from . import plan
 from .concurrency import Controller, Limiter, MemoryBudget
 from .config import Config
-from .content import GzipReader, content_type, gzip_bytes, should_gzip
+from .content import SNIFF_BYTES, GzipReader, gzip_bytes, should_gzip
 from .digest import Digest, digest_bytes, digest_stream, etag_matches, multipart_etag
 from .errors import ConnectionFailure, FatalError, FileError, S3pputError, TransientError
-from .images import ThumbnailSpec, make_thumbnails, sniff_image
-from .jobs import FAILED, SKIPPED, UNLISTED, UPLOADED, Job, RemoteObject, Result
+from .headers import (
+    RunHeaders,
+    content_type_of,
+    put_params,
+    recorded_acl,
+    thumbnail_params,
+    type_by_name,
+)
+from .images import ThumbnailSpec, make_thumbnails, normalize_format, sniff_image
+from .jobs import FAILED, SKIPPED, UNLISTED, UPDATED, UPLOADED, Job, RemoteObject, Result
 from .sources import open_source
 from .store import Store, run_now
 
@@ -116,6 +124,12 @@ class Changed(FileError):
     """The file changed while it was being read."""
 
 
+def _content_type(cfg: Config, job: Job, name: str, head: bytes) -> str:
+    """The Content-Type JOB's file (called NAME, starting with HEAD) is put with."""
+    kind = sniff_image(head) if job.thumbnail_keys else None
+    return content_type_of(cfg, name, head, kind.mime if kind else "")
+
+
 def _same_file(before: os.stat_result, after: os.stat_result) -> bool:
     return (before.st_size, before.st_mtime_ns, before.st_ino) == \
         (after.st_size, after.st_mtime_ns, after.st_ino)
@@ -137,9 +151,7 @@ class Payload:
         self._body_md5: Optional[bytes] = None
         self.stat0: Optional[os.stat_result] = None
         self._open()
-        kind = sniff_image(self.head) if job.thumbnail_keys else None
-        self.ctype = dict(cfg.put_params).get("ContentType") or \
-            (kind.mime if kind else content_type(name, self.head, cfg.content_type))
+        self.ctype = _content_type(cfg, job, name, self.head)
         self.gzip = cfg.gzip and should_gzip(self.ctype, cfg.gzip_types)
 
     def _open(self) -> None:
@@ -259,6 +271,7 @@ class Transfer:
         self.limiter = limiter or Limiter(Controller(1 << 20, 1, 1 << 20), fixed=True)
         self.budget = budget or MemoryBudget(1 << 62)
         self.parts = parts
+        self.headers = RunHeaders(cfg)
 
     def request(self, operation: Callable, *args, **kwargs):
         """Make one store request, paced and within the limit of requests in flight."""
@@ -279,20 +292,7 @@ class Transfer:
         return job.size
 
     def put_params(self, payload: Payload) -> Dict:
-        cfg = self.cfg
-        params: Dict = dict(cfg.put_params)
-        params["ContentType"] = payload.ctype
-        if payload.gzip:
-            params["ContentEncoding"] = "gzip"
-        if cfg.acl:
-            params["ACL"] = cfg.acl
-        if cfg.sse:
-            params["ServerSideEncryption"] = cfg.sse
-        if cfg.storage_class:
-            params["StorageClass"] = cfg.storage_class
-        if cfg.metadata:
-            params["Metadata"] = dict(cfg.metadata)
-        return params
+        return put_params(self.cfg, payload.ctype, payload.gzip)
 
     def run(self, job: Job) -> Result:
         """Do JOB; return its one result. Only ``FatalError`` escapes."""
@@ -326,6 +326,9 @@ class Transfer:
         decision = plan.first_look(cfg.put, remote, size=job.size, mtime_ns=job.mtime_ns,
                                    journal=job.journal, size_comparable=not cfg.gzip)
         if isinstance(decision, plan.Decision) and not decision.put:
+            if decision.reason == plan.UNCHANGED:  # the journal vouches for the content
+                return self.unchanged(job, remote, mtime_ns=job.mtime_ns,
+                                      md5=job.journal.md5, hashed=False)
             return job.result(SKIPPED, decision.reason, mtime_ns=job.mtime_ns,
                               etag=remote.etag if remote else "")
         size_hint = self.memory_of(job)
@@ -339,8 +342,9 @@ class Transfer:
                 same = etag_matches(remote.etag, digest, payload.digest)
                 decision = plan.after_compare(same)
                 if not decision.put:
-                    return job.result(SKIPPED, decision.reason, mtime_ns=payload.mtime_ns(),
-                                      md5=payload.known_md5(), etag=remote.etag)
+                    return self.unchanged(job, remote, mtime_ns=payload.mtime_ns(),
+                                          md5=payload.known_md5(), hashed=True,
+                                          ctype=payload.ctype)
             if not self.slots.take():
                 return job.result(SKIPPED, plan.LIMIT)
             thumbnail_bytes, preview = self.put_thumbnails(job, payload)
@@ -349,11 +353,79 @@ class Transfer:
             etag, sent = self.put(job, payload, digest)
             return job.result(UPLOADED, decision.reason, sent=sent + thumbnail_bytes,
                               mtime_ns=payload.mtime_ns(), md5=payload.known_md5(), etag=etag,
-                              preview=preview)
+                              preview=preview,
+                              fingerprint=self.headers.for_type(payload.ctype).fingerprint)
         finally:
             if payload is not None:
                 payload.close()
             self.budget.release(size_hint)
+
+    def unchanged(self, job: Job, remote: RemoteObject, *, mtime_ns: int, md5: str,
+                  hashed: bool, ctype: str = "") -> Result:
+        """The result of JOB, whose content REMOTE has already: skipped when its headers
+        are the run's, else updated in place (``plan.look_at_headers``, then a HEAD if
+        needed). MD5: the content's, HASHED now or recorded by the journal; CTYPE: the
+        file's Content-Type if known (else found from its name, or its first bytes).
+
+        A skip is recorded in the journal when it brings news: the hash, or headers seen."""
+        cfg = self.cfg
+        wanted = self.headers.for_type(ctype or self.content_type(job))
+        look = plan.look_at_headers(job.journal, remote, wanted=wanted.fingerprint,
+                                    asks=self.headers.asks, storage_class=cfg.storage_class)
+        seen = look == plan.HEAD
+        if seen:
+            stored = self.stored_headers(job, remote)
+            acl = recorded_acl(plan.recorded_fingerprint(job.journal, remote))
+            same = plan.same_headers(wanted.headers, stored, recorded_acl=acl)
+            look = plan.SAME if same else plan.DIFFERENT
+        if look != plan.DIFFERENT:
+            news = hashed or seen
+            return job.result(SKIPPED, plan.UNCHANGED, mtime_ns=mtime_ns,
+                              md5=md5 if news else "", etag=remote.etag,
+                              fingerprint=wanted.fingerprint
+                              if news and look == plan.SAME else "")
+        if not self.slots.take():
+            return job.result(SKIPPED, plan.LIMIT)
+        etag = self.update_in_place(job, remote, wanted.params)
+        return job.result(UPDATED, plan.METADATA, mtime_ns=mtime_ns, md5=md5, etag=etag,
+                          fingerprint=wanted.fingerprint)
+
+    def content_type(self, job: Job) -> str:
+        """The Content-Type JOB's file is put with: from its name when that decides it,
+        else from its first bytes (read for this)."""
+        name = job.key.rsplit("/", 1)[-1]
+        ctype = None if job.thumbnail_keys else type_by_name(self.cfg, name)
+        if ctype is None:
+            handle = open_source(job.source, job.size, job.display)
+            try:
+                head = handle.read(SNIFF_BYTES)
+            finally:
+                handle.close()
+            ctype = _content_type(self.cfg, job, name, head)
+        return ctype
+
+    def stored_headers(self, job: Job, remote: RemoteObject) -> Dict[str, str]:
+        """The headers of the object REMOTE describes: the walker's HEAD if it made one,
+        else a HEAD now. Raises ``FileError`` if the object is no longer the one compared."""
+        if remote.headers is not None:
+            return remote.headers
+        now = self.request(self.store.head, job.key)
+        if now is None or now.etag != remote.etag or now.headers is None:
+            raise FileError("the stored object changed since it was listed; not compared "
+                            "(run again)", op="head", path=job.display, key=job.key)
+        return now.headers
+
+    def update_in_place(self, job: Job, remote: RemoteObject, params: Dict) -> str:
+        """Give the job's objects the headers of PARAMS without sending their bodies; return
+        the original's new ETag. Thumbnails first, the original last (as puts go: an
+        original updated means its thumbnails are)."""
+        if job.thumbnail_keys:
+            mime = normalize_format(self.cfg.thumbnail_format).mime
+            for _, key in job.thumbnail_keys:
+                self.request(self.store.copy_in_place, key, thumbnail_params(params, mime),
+                             path=job.display)
+        return self.request(self.store.copy_in_place, job.key, dict(params), etag=remote.etag,
+                            size=remote.size, part_size=self.cfg.part_size, path=job.display)
 
     def put_thumbnails(self, job: Job, payload: Payload) -> Tuple[int, Optional[bytes]]:
         """Make and put the job's thumbnails; return (bytes sent, preview bytes).

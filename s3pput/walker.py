@@ -18,6 +18,7 @@ from . import plan
 from .config import Config
 from .errors import FileError
 from .filters import excluded_by
+from .headers import RunHeaders, type_by_name
 from .jobs import FAILED, SKIPPED, UNLISTED, Job, Remote, RemoteObject, Result
 from .keys import check_key, join_key, normalize_prefix
 from .sources import Entry, file_entry, is_archive, walk_archive, walk_tree
@@ -56,13 +57,14 @@ class ListingIndex:
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=OFF")
         self.db.execute("PRAGMA synchronous=OFF")
-        self.db.execute("CREATE TABLE remote (key TEXT PRIMARY KEY, size INTEGER, etag TEXT)"
-                        " WITHOUT ROWID")
+        self.db.execute("CREATE TABLE remote (key TEXT PRIMARY KEY, size INTEGER, etag TEXT,"
+                        " storage_class TEXT) WITHOUT ROWID")
         self._store(self.memory.values())
         self.memory = {}
 
     def _store(self, rows) -> None:
-        self.db.executemany("INSERT OR REPLACE INTO remote VALUES (?, ?, ?)", rows)
+        self.db.executemany("INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?)",
+                            (row[:4] for row in rows))
 
     def _add(self, rows: List[RemoteObject]) -> None:
         with self.condition:
@@ -93,7 +95,7 @@ class ListingIndex:
     def _find(self, key: str) -> Optional[RemoteObject]:
         if self.db is None:
             return self.memory.get(key)
-        row = self.db.execute("SELECT key, size, etag FROM remote WHERE key=?",
+        row = self.db.execute("SELECT key, size, etag, storage_class FROM remote WHERE key=?",
                               (key,)).fetchone()
         return RemoteObject(*row) if row else None
 
@@ -117,9 +119,14 @@ class ListingIndex:
 Output = Union[Job, Result]
 
 
-def skip_early(cfg: Config, job: Job) -> Optional[Result]:
+def skip_early(cfg: Config, job: Job, headers: Optional[RunHeaders] = None,
+               ctype: Optional[str] = None) -> Optional[Result]:
     """The SKIPPED result of JOB when metadata alone decides it (the key exists in ``add``
-    mode; the journal vouches for it in ``update`` mode), else None.
+    mode; in ``update`` mode, the journal vouches for the content, and the journal or the
+    listing for the headers: ``plan.look_at_headers``), else None.
+
+    HEADERS: the run's (made here if not given); CTYPE: the Content-Type the file is put
+    with, when the walker knows it (else from the name, when that decides it).
 
     The walker calls this so that the files a re-run does not touch never travel to a
     putter: an unchanged tree costs a walk and a listing, nothing more.
@@ -130,6 +137,15 @@ def skip_early(cfg: Config, job: Job) -> Optional[Result]:
                                journal=job.journal, size_comparable=not cfg.gzip)
     if not isinstance(decision, plan.Decision) or decision.put:
         return None
+    if decision.reason == plan.UNCHANGED:
+        headers = headers or RunHeaders(cfg)
+        ctype = ctype or type_by_name(cfg, job.key.rsplit("/", 1)[-1])
+        # Without the Content-Type the run's fingerprint is not known: "" equals none.
+        wanted = headers.for_type(ctype).fingerprint if ctype else ""
+        look = plan.look_at_headers(job.journal, job.remote, wanted=wanted, asks=headers.asks,
+                                    storage_class=cfg.storage_class)
+        if look not in (plan.SAME, plan.ASSUMED):
+            return None  # a putter looks (a HEAD) or updates them
     return job.result(SKIPPED, decision.reason, mtime_ns=job.mtime_ns,
                       etag=job.remote.etag if job.remote else "")
 
@@ -148,6 +164,7 @@ class WalkerBase:
         self.note = note
         self.prefix = normalize_prefix(cfg.prefix)
         self.seq = 0
+        self.headers = RunHeaders(cfg)
 
     def _next_seq(self) -> int:
         self.seq += 1
@@ -234,4 +251,4 @@ class Walker(WalkerBase):
             return
         job = Job(self._next_seq(), entry.display, key, entry.source, entry.size,
                   entry.mtime_ns, self.remote_of(key, listing), self.journal_lookup(key))
-        yield skip_early(self.cfg, job) or job
+        yield skip_early(self.cfg, job, self.headers) or job

@@ -4,7 +4,10 @@
 ``(operation, key)`` in ``calls``, so a unit test can say "this job cost one PUT and no
 HEAD" and read back the exact bytes and parameters that were put. ETags are computed the
 way S3 computes them (MD5, or ``md5(part md5s)-N``). ``fail`` makes the next calls of an
-operation raise a given error.
+operation raise a given error. A HEAD shows the headers an object was put with
+(``headers.header_set``); ``copy_in_place`` replaces them as AWS does: the copy gets the
+MD5 of its body as ETag (a multipart ETag becomes a single-part one), or above
+``copy_limit`` the multipart ETag of its copied parts.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import hashlib
 import threading
 from typing import Callable, Dict, Iterable, List, NamedTuple, Optional
 
-from s3pput.digest import multipart_etag
+from s3pput.digest import digest_bytes, multipart_etag
+from s3pput.errors import FileError
+from s3pput.headers import header_set
 from s3pput.jobs import RemoteObject
 from s3pput.store import run_now
 
@@ -54,7 +59,11 @@ class FakeStore:
     def head(self, key: str) -> Optional[RemoteObject]:
         self._call("head", key)
         stored = self.objects.get(key)
-        return RemoteObject(key, len(stored.body), stored.etag) if stored else None
+        if stored is None:
+            return None
+        return RemoteObject(key, len(stored.body), stored.etag,
+                            stored.params.get("StorageClass", "STANDARD"),
+                            header_set(stored.params))
 
     def get(self, key: str) -> Optional[bytes]:
         self._call("get", key)
@@ -67,7 +76,8 @@ class FakeStore:
         for key, stored in list(self.objects.items()):
             rest = key[len(prefix):]
             if key.startswith(prefix) and not (delimiter and delimiter in rest):
-                yield RemoteObject(key, len(stored.body), stored.etag)
+                yield RemoteObject(key, len(stored.body), stored.etag,
+                                   stored.params.get("StorageClass", "STANDARD"))
 
     def put(self, key: str, data: bytes, params: dict, *, md5: Optional[bytes] = None,
             path: str = "") -> str:
@@ -97,6 +107,24 @@ class FakeStore:
         etag = multipart_etag(md5s)
         self.objects[key] = Stored(b"".join(bodies), dict(params), etag, len(bodies))
         return etag
+
+    copy_limit = 5 * 1024 ** 3
+
+    def copy_in_place(self, key: str, params: dict, *, etag: str = "", size: int = 0,
+                      part_size: int = 8 * 1024 * 1024, path: str = "") -> str:
+        self._call("copy", key)
+        stored = self.objects.get(key)
+        if stored is None:
+            raise FileError("NoSuchKey: The specified key does not exist.", key=key)
+        if etag and etag != stored.etag:
+            raise FileError("the stored object changed since it was compared", key=key)
+        if size > self.copy_limit:
+            new = digest_bytes(stored.body, part_size)
+            new_etag, parts = new.etag(multipart=True), len(new.part_md5s)
+        else:
+            new_etag, parts = hashlib.md5(stored.body).hexdigest(), 0
+        self.objects[key] = Stored(stored.body, dict(params), new_etag, parts)
+        return new_etag
 
     def _part(self, key: str, data: bytes) -> bytes:
         self._call("upload_part", key)

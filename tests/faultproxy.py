@@ -275,15 +275,18 @@ class FaultProxy:
     """An HTTP/1.1 reverse proxy on 127.0.0.1 that injects faults into chosen requests.
 
     Attributes: `port` and `url` once started; counters `requests`, `by_method`
-    and `faults_injected` (Counters, so a missing key reads 0); with
+    and `faults_injected` (Counters, so a missing key reads 0), and `copies` (the
+    requests that carry x-amz-copy-source: server-side copies, PUTs in `by_method`); with
     `record_times=True`, `request_times` lists (time.monotonic() when the head
-    arrived, method) of every request, in arrival order. Fault settings
+    arrived, method) of every request, in arrival order; with `record_heads=True`,
+    `request_heads` lists (method, target, headers) of every request. Fault settings
     may change at any time while it runs; they apply to requests whose head
     arrives afterwards. Precedence per request: blackhole, reset, fail, delay.
     A stopped proxy cannot be started again: make a new one.
     """
 
-    def __init__(self, target_port, *, target_host="127.0.0.1", seed=0, record_times=False):
+    def __init__(self, target_port, *, target_host="127.0.0.1", seed=0, record_times=False,
+                 record_heads=False):
         if not _is_loopback(target_host):
             raise ValueError(f"FaultProxy only proxies to loopback, not {target_host!r}")
         self.target = (target_host, target_port)
@@ -295,6 +298,7 @@ class FaultProxy:
         self._threads = []
         self._conns = set()  # every open Conn, so stop() can wake their threads
         self._record_times = record_times
+        self._record_heads = record_heads
         self.clear()
         self.reset_counters()
 
@@ -382,9 +386,23 @@ class FaultProxy:
         with self._lock:
             return list(self._times)
 
+    @property
+    def copies(self):
+        with self._lock:
+            return self._copies
+
+    @property
+    def request_heads(self):
+        """[(method, target, {lower-case name: value})] of each request so far (needs
+        record_heads=True)."""
+        with self._lock:
+            return list(self._heads)
+
     def reset_counters(self):
         with self._lock:
             self._times = []
+            self._heads = []
+            self._copies = 0
             self._requests = 0
             self._by_method = collections.Counter()
             self._faults_injected = collections.Counter()
@@ -429,11 +447,16 @@ class FaultProxy:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return self._open(sock)
 
-    def _decide(self, method):
-        """Count the request and draw the faults it meets."""
+    def _decide(self, method, request=None):
+        """Count the request (its Head: REQUEST) and draw the faults it meets."""
         with self._lock:
             self._requests += 1
             self._by_method[method] += 1
+            if request is not None:
+                if "x-amz-copy-source" in request.headers:
+                    self._copies += 1
+                if self._record_heads:
+                    self._heads.append((method, request.start[1], dict(request.headers)))
             if self._record_times:
                 self._times.append((time.monotonic(), method))
             # Always three draws, so later requests meet the same faults whatever is set.
@@ -458,7 +481,7 @@ class FaultProxy:
         client, upstream = self._open(sock), None
         try:
             while (request := client.read_head()) is not None:
-                decision = self._decide(request.start[0])
+                decision = self._decide(request.start[0], request)
                 if decision.blackhole:
                     while client.fill():  # swallow everything until the client gives up
                         client.buf.clear()

@@ -109,7 +109,7 @@ def test_listing_pages_are_what_boto3_lists(fast, s3, bucket):
         s3.put_object(Bucket=bucket, Key=key, Body=b"x" * n)
     for n in range(7):
         s3.put_object(Bucket=bucket, Key=f"many/{n:02d}", Body=b"m" * n)
-    expected = {item["Key"]: (item["Size"], item["ETag"].strip('"'))
+    expected = {item["Key"]: (item["Size"], item["ETag"].strip('"'), item["StorageClass"])
                 for item in s3.list_objects_v2(Bucket=bucket)["Contents"]}
     # page by page, 3 keys a page, following the continuation tokens
     got, token, pages = {}, "", 0
@@ -118,16 +118,17 @@ def test_listing_pages_are_what_boto3_lists(fast, s3, bucket):
         assert page is not None  # the fast path itself answered
         items, token = page
         pages += 1
-        got.update((key, (size, etag)) for key, size, etag in items)
+        got.update((key, (size, etag, storage_class))
+                   for key, size, etag, storage_class in items)
         if not token:
             break
     assert got == expected and len(got) == len(ODD_KEYS) + 7
     assert pages >= 5
     # a prefix and a delimiter: only the direct objects of dir/
     items, token = fast.list_page("dir/", delimiter="/")
-    assert [key for key, _, _ in items] == [] and token == ""
+    assert [item[0] for item in items] == [] and token == ""
     items, _ = fast.list_page("many/", delimiter="/")
-    assert sorted(key for key, _, _ in items) == [f"many/{n:02d}" for n in range(7)]
+    assert sorted(item[0] for item in items) == [f"many/{n:02d}" for n in range(7)]
 
 
 def test_listing_of_a_missing_bucket_is_none(s3server):
