@@ -7,7 +7,8 @@ Three families, because the CLI maps them to different outcomes:
 * ``FileError``: one file cannot be put (unreadable, vanished, invalid key, corrupt image,
   permanent store error). Reported with the file, the run goes on, exit 1 at the end.
   ``TransientError`` (and its ``ConnectionFailure``) is a ``FileError`` that retries did
-  not cure: the class, never the message text, says which kind it is.
+  not cure; ``PreconditionFailed`` is a conditional write the store refused: the class,
+  never the message text, says which kind it is.
 * Skips are decisions, not exceptions (see ``plan``).
 
 Anything else that reaches ``cli.main`` is a defect: it is still said in one line (and exit
@@ -55,6 +56,13 @@ class FileError(S3pputError):
 
 class ImageError(FileError):
     """An image cannot be decoded or thumbnailed (corrupt, truncated, too large)."""
+
+
+class PreconditionFailed(FileError):
+    """The store refused a conditional write (412 PreconditionFailed, or 409
+    ConditionalRequestConflict under a race): with ``If-None-Match: *`` the key exists
+    already; with ``If-Match`` the object is no longer the version that was read. A
+    definitive answer, never retried as such: the caller decides (skip, fail, read again)."""
 
 
 class TransientError(FileError):

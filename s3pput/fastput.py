@@ -9,7 +9,9 @@ What it shares with the client: the credentials (refreshed through the client's 
 provider), the region, the endpoint and the addressing style (a ``Route``, taken from a
 URL the client presigns), TLS verification. What it does itself: an AWS Signature Version
 4 signature of the request (UNSIGNED-PAYLOAD; the body is protected by its Content-MD5),
-one keep-alive connection per thread, and reading a 200 answer.
+one keep-alive connection per thread, and reading a 200 answer (or a 412 to a
+conditional PUT: ``If-None-Match``/``If-Match`` are plain headers, and the refusal is
+definitive).
 
 It can also start before any client exists (``store.lean_start``): when the route and
 the credentials are plain settings (a custom endpoint and a region; keys given as such),
@@ -17,8 +19,9 @@ a run's first requests leave without importing botocore and building a client fr
 S3 service model, about 0.35 s of CPU on the machines this was measured on; botocore is
 then loaded only if a request needs the full client.
 
-Promise: ``put`` either stores the object and returns its ETag, or returns None, and the
-caller then sends the request through the full boto3 client, with its retries, error
+Promise: ``put`` either stores the object and returns its ETag, raises
+``PreconditionFailed`` when the store refuses a conditional PUT (412), or returns None, and
+the caller then sends the request through the full boto3 client, with its retries, error
 parsing and adaptive rate limiting. Any surprise (an error status, a reset, a timeout, a
 header it does not map, a chunked answer) returns None; a throttling answer also closes
 the fast path for a while, so that throttled traffic is paced by boto3.
@@ -38,6 +41,8 @@ from typing import Callable, Dict, NamedTuple, Optional, Tuple, Union
 from urllib.parse import quote, unquote_plus, urlsplit
 from xml.etree import ElementTree
 
+from .errors import PreconditionFailed
+
 # PutObject parameters sent as plain headers.
 HEADERS = {
     "ContentType": "content-type",
@@ -50,7 +55,10 @@ HEADERS = {
     "StorageClass": "x-amz-storage-class",
     "Tagging": "x-amz-tagging",
     "WebsiteRedirectLocation": "x-amz-website-redirect-location",
+    "IfNoneMatch": "if-none-match",
+    "IfMatch": "if-match",
 }
+CONDITIONS = {"IfNoneMatch", "IfMatch"}  # what makes a PUT conditional
 THROTTLE_STATUSES = (429, 503)
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
                    "all_proxy")
@@ -254,7 +262,11 @@ class FastPut:
         return headers
 
     def put(self, key: str, data: bytes, md5: bytes, params: Dict) -> Optional[str]:
-        """Put DATA (whose raw MD5 is MD5) under KEY; return the ETag, or None."""
+        """Put DATA (whose raw MD5 is MD5) under KEY; return the ETag, or None.
+
+        A 412 answer to a conditional PUT (``IfNoneMatch``/``IfMatch`` in PARAMS) is
+        definitive and raises ``PreconditionFailed``; any other refusal, 501 included,
+        returns None (boto3 then says what it is)."""
         if time.monotonic() < self.closed_until:
             return None
         headers = self._headers(data, md5, params)
@@ -279,6 +291,9 @@ class FastPut:
                 return None
             if status == 200:
                 return answer.get("etag", "").strip('"') or md5.hex()
+            if status == 412 and CONDITIONS.intersection(params):
+                raise PreconditionFailed("412 PreconditionFailed: the condition did not hold",
+                                         op="put", key=key)
             if status in THROTTLE_STATUSES:
                 self._throttled()
             return None

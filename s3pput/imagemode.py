@@ -13,24 +13,33 @@ number}}``. A later run keeps every number, gives new files the next free number
 order), and never reuses the number of a deleted file, so two different source files are
 never mapped to one key. The manifest is written before the directory's images are
 queued: a run that dies half-way leaves numbers reserved, never reassigned.
-Two runs on the same prefix at the same time are not supported (the manifest has no lock).
+
+Runs that overlap (``overlap``): a manifest is replaced by compare-and-swap, created with
+``If-None-Match: *`` and replaced with ``If-Match: <the ETag read>``; when another run
+wrote it meanwhile, it is read again and the new names are numbered after what the other
+run took. The keys of a newly numbered image are created only if absent (``Job.create_only``).
+On a store that does not honour conditional writes, runs that number take turns under a
+lock object instead (``overlap.WriteGuard``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Deque, Dict, Iterator, List, Optional, Tuple
+from typing import Deque, Dict, Iterator, List, Optional, Set, Tuple
 
 from . import plan
 from .config import Config
-from .errors import FileError
+from .errors import FileError, PreconditionFailed
 from .headers import content_type_of
 from .images import SNIFF_BYTES, sniff_image
 from .jobs import FAILED, SKIPPED, Job, RemoteObject, Result
 from .keys import check_key, image_keys, join_key
+from .overlap import WriteGuard
 from .sources import Entry, walk_directories
 from .store import Store
 from .walker import WalkerBase, skip_early
@@ -38,6 +47,9 @@ from .walker import WalkerBase, skip_early
 MANIFEST_NAME = ".s3pput-manifest.json"
 ORIGINAL_FOLDER = "original"
 LOOKAHEAD = 64  # directories whose manifest and listing are asked for ahead of their jobs
+MANIFEST_ATTEMPTS = 8  # compare-and-swap rounds before a directory is given up as busy
+BACKOFF_SECONDS = 0.05  # the first wait after a lost round (jittered, doubling, capped)
+BACKOFF_MAX_SECONDS = 1.0
 
 
 class Manifest:
@@ -103,6 +115,8 @@ class ImageWalker(WalkerBase):
         # With several SOURCEs, the same folder may come from two of them: names seen
         # per folder, so that two files never get one number (and one key).
         self.seen: Optional[Dict[Tuple[str, ...], set]] = {} if len(cfg.sources) > 1 else None
+        # Found out the first time a manifest is written (never on runs that write none).
+        self.guard = WriteGuard(store, self.prefix, self.note)
 
     def jobs(self) -> Iterator[object]:
         """Directory by directory: what the walk decides at once, then the directory's
@@ -137,6 +151,7 @@ class ImageWalker(WalkerBase):
                 yield from self._directory_jobs(*pending.popleft())
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+            self.guard.close()
 
     def _screen(self, reldir: Tuple[str, ...], entries: List[Entry],
                 images: list) -> Iterator[Result]:
@@ -165,13 +180,13 @@ class ImageWalker(WalkerBase):
 
     def _remote_state(self, reldir: Tuple[str, ...], names: List[str]):
         """What the store says of one directory (on a lookahead thread): its numbers (or
-        why it has none) and the listing of its originals."""
-        numbers, error = self._numbers(reldir, names)
-        return numbers, error, None if error else self._originals(reldir)
+        why it has none), the names this run numbered, and the listing of its originals."""
+        numbers, new, error = self._numbers(reldir, names)
+        return numbers, new, error, None if error else self._originals(reldir)
 
     def _directory_jobs(self, reldir: Tuple[str, ...], images: list,
                         remote_state: Future) -> Iterator[object]:
-        numbers, error, remote = remote_state.result()
+        numbers, new, error, remote = remote_state.result()
         if error:
             for entry, _ in images:
                 yield self.outcome(entry, "", FAILED, error)
@@ -194,25 +209,57 @@ class ImageWalker(WalkerBase):
             thumbnails = tuple(zip(self.folders[1:], keys[1:], strict=True))
             job = Job(self._next_seq(), entry.display, original, entry.source, entry.size,
                       entry.mtime_ns, self.remote_of(original, remote),
-                      self.journal_lookup(original), numbers.get(name), thumbnails)
+                      self.journal_lookup(original), numbers.get(name), thumbnails,
+                      create_only=name in new)
             yield skip_early(self.cfg, job, self.headers,
                              content_type_of(self.cfg, name, b"", kind.mime)) or job
 
-    def _numbers(self, reldir, names: List[str]) -> Tuple[Dict[str, int], str]:
-        """({name: number} for this directory (empty with --rename keep), error): the
-        error says why the manifest could not be read or written."""
+    def _numbers(self, reldir, names: List[str]) -> Tuple[Dict[str, int], Set[str], str]:
+        """({name: number} for this directory (empty with --rename keep), the names this
+        run numbered, error): the error says why the manifest could not be read or
+        written."""
         if self.cfg.rename != "sequential":
-            return {}, ""
+            return {}, set(), ""
         manifest_key = join_key(self.prefix, [*reldir, MANIFEST_NAME])
         try:
-            manifest = Manifest.parse(self.store.get(manifest_key))
-            numbers = {name: manifest.number(name) for name in sorted(names)}
-            if manifest.changed:
-                self.store.put(manifest_key, manifest.dumps(),
-                               {"ContentType": "application/json"})
+            numbers, new = self._update_manifest(manifest_key, names)
         except FileError as err:
-            return {}, f"not numbered: manifest {manifest_key}: {err.message}"
-        return numbers, ""
+            return {}, set(), f"not numbered: manifest {manifest_key}: {err.message}"
+        return numbers, new, ""
+
+    def _update_manifest(self, key: str, names: List[str]) -> Tuple[Dict[str, int], Set[str]]:
+        """Number NAMES in the manifest at KEY and store it, as one compare-and-swap: read
+        it (and its ETag), number the new names, write it only if it is still the version
+        read (or still absent). A lost round (another run wrote it) reads again after a
+        short jittered wait, so the new names are numbered after what the other run took.
+        Returns ({name: number}, the names numbered here); a dry run writes nothing."""
+        for attempt in range(MANIFEST_ATTEMPTS):
+            read_at = time.monotonic()
+            found = self.store.get_with_etag(key)
+            data, etag = found if found is not None else (None, None)
+            manifest = Manifest.parse(data)
+            new = {name for name in names if name not in manifest.files}
+            numbers = {name: manifest.number(name) for name in sorted(names)}
+            if not manifest.changed or self.cfg.dry_run:
+                return numbers, new
+            guard = self.guard.ready()  # the first write of the run probes the store
+            if not guard.cas:
+                if read_at < guard.since:
+                    continue  # read before the lock was ours: read again under it
+                guard.check()
+                self.store.put(key, manifest.dumps(), {"ContentType": "application/json"})
+                return numbers, new
+            try:
+                self.store.put(key, manifest.dumps(), {"ContentType": "application/json"},
+                               if_none_match=etag is None, if_match=etag)
+                return numbers, new
+            except PreconditionFailed:
+                self.note("debug", f"manifest {key} was written by another run meanwhile; "
+                          "reading it again")
+                time.sleep(random.uniform(0, min(BACKOFF_MAX_SECONDS,
+                                                 BACKOFF_SECONDS * 2 ** attempt)))
+        raise FileError(f"other runs wrote it {MANIFEST_ATTEMPTS} times while this run "
+                        "numbered; run again")
 
     def _originals(self, reldir) -> Optional["FolderListing"]:
         """What the original folder of this directory holds (one LIST request per 1,000

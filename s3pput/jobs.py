@@ -69,6 +69,8 @@ class Job(NamedTuple):
     journal: Optional[JournalEntry] = None  # the last recorded put of this key, if any
     number: Optional[int] = None  # image mode: the file's sequence number
     thumbnail_keys: Tuple[Tuple[str, str], ...] = ()  # image mode: (spec name, key) pairs
+    create_only: bool = False  # image mode: a number this run gave: its keys must be new
+    #                            (put with If-None-Match: *; if one exists: FAILED, kept)
 
     def result(self, outcome: str, reason: str, **fields) -> "Result":
         """This job's one outcome. Image jobs always name their number and thumbnail keys

@@ -4,7 +4,9 @@ One SQLite file per endpoint and bucket (default ``$XDG_STATE_HOME/s3pput/``, th
 ``~/.local/state/s3pput/BUCKET@HOST.sqlite``; ``--state FILE`` chooses another,
 ``--no-state`` turns it off). Only the statter writes it, in one transaction per batch of
 results, in WAL mode: a crash at any instant leaves it consistent (at worst the last
-batch is missing, which costs a re-hash, never a wrong skip). The walker reads it.
+batch is missing, which costs a re-hash, never a wrong skip). The walker reads it. Runs
+on other prefixes of the bucket share it: their statters take turns (each transaction
+takes the write lock up front, ``BEGIN IMMEDIATE``, and waits up to 30 s for it).
 
 A row says: when KEY was put (or found unchanged), the local file had SIZE and MTIME_NS
 and content MD5, and the store answered ETAG. ``plan`` trusts it only while the local
@@ -95,7 +97,7 @@ class Journal:
                     r.outcome == SKIPPED and (r.md5 or r.fingerprint)))]
         if not rows or self.db is None:
             return
-        self.db.execute("BEGIN")
+        self.db.execute("BEGIN IMMEDIATE")  # the write lock now, or wait for it
         self.db.executemany("INSERT OR REPLACE INTO objects (key, size, mtime_ns, md5, etag, "
                             "recorded_at, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         self.db.execute("COMMIT")

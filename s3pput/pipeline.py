@@ -221,7 +221,20 @@ class Interrupt:
 
 
 def run(cfg: Config) -> Dict:
-    """Run the whole pipeline; return the final summary (see ``Stats.as_dict``)."""
+    """Run the whole pipeline; return the final summary (see ``Stats.as_dict``).
+
+    One run at a time per bucket and prefix on this machine: a second one exits 2 naming
+    the first one's pid (``overlap.hold_run_lock``)."""
+    from .overlap import hold_run_lock
+
+    run_lock = hold_run_lock(cfg)
+    try:
+        return _run(cfg)
+    finally:
+        run_lock.release()
+
+
+def _run(cfg: Config) -> Dict:
     from .store import preflight
 
     access = preflight(cfg)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import base64
 import csv
+import fcntl
 import html
+import io
 import os
 from typing import Optional
 
@@ -17,24 +19,35 @@ MAPPING_FIELDS = ["source", "number", "original_key", "thumbnail_keys", "outcome
 
 
 class MappingLog:
-    """CSV of source file -> number and keys, appended to by every real run."""
+    """CSV of source file -> number and keys, appended to by every real run.
+
+    Runs that share the file (two runs from one working directory) never interleave
+    within a row: each row is one ``write`` to a file opened in append mode, which the
+    kernel appends whole; the header is written once, by whoever finds the file empty
+    while holding an ``flock`` on it."""
 
     def __init__(self, path: str):
-        new = not os.path.exists(path) or os.path.getsize(path) == 0
-        self.handle = open(path, "a", newline="", encoding="utf-8", errors="backslashreplace")
-        self.writer = csv.writer(self.handle)
-        if new:
-            self.writer.writerow(MAPPING_FIELDS)
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            if os.fstat(self.fd).st_size == 0:
+                self._write(MAPPING_FIELDS)
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def _write(self, row: list) -> None:
+        text = io.StringIO()
+        csv.writer(text).writerow(row)
+        os.write(self.fd, text.getvalue().encode("utf-8", "backslashreplace"))
 
     def add(self, result: Result) -> None:
         if not result.key or (result.number is None and not result.extra_keys):
             return
-        self.writer.writerow([result.display, "" if result.number is None else result.number,
-                              result.key, " ".join(result.extra_keys), result.outcome,
-                              result.reason])
+        self._write([result.display, "" if result.number is None else result.number,
+                     result.key, " ".join(result.extra_keys), result.outcome, result.reason])
 
     def close(self) -> None:
-        self.handle.close()
+        os.close(self.fd)
 
 
 PAGE_HEAD = """<!DOCTYPE html>

@@ -40,6 +40,7 @@ from .errors import (
     ConnectionFailure,
     FatalError,
     FileError,
+    PreconditionFailed,
     S3pputError,
     TransientError,
 )
@@ -66,6 +67,10 @@ TRANSIENT_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTi
 
 THROTTLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "TooManyRequests",
                   "RequestLimitExceeded"}
+
+# A conditional write the store refused (409: AWS, when another conditional write to the
+# key is under way).
+PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
 
 MULTIPART_RESERVED = 10_000  # S3's limit on parts per upload
 COPY_LIMIT = 5 * 1024 ** 3  # S3's limit on what one CopyObject copies
@@ -223,6 +228,9 @@ def translate(err: BaseException, *, op: str, bucket: str, key: str = "",
         message = err.response.get("Error", {}).get("Message") or code or str(status)
         if code in FATAL_CODES:
             return ConfigError(FATAL_CODES[code].format(bucket=bucket))
+        if code in PRECONDITION_CODES or status == 412:
+            return PreconditionFailed(f"{code or status}: {message}", op=op, path=path,
+                                      key=key)
         if code in TRANSIENT_CODES or (isinstance(status, int) and status >= 500):
             return TransientError(f"{code or status}: {message} (gave up after retries)",
                                   op=op, path=path, key=key)
@@ -297,6 +305,14 @@ def _tls_error(err: BaseException) -> ConfigError:
                        "(use http:// for a plain HTTP endpoint)")
 
 
+def _not_implemented(err: BaseException) -> bool:
+    """Whether ERR is the store saying it does not implement what was asked (501)."""
+    if not isinstance(err, lazy.botocore_exceptions.ClientError):
+        return False
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status == 501 or error_code(err) == "NotImplemented"
+
+
 def md5_b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
@@ -369,6 +385,10 @@ class Store:
         self._client = None
         self._fast_lane: Optional[FastPut] = None
         self._lock = threading.Lock()
+        # Whether the store honours If-None-Match/If-Match on PUT: None until known. False
+        # once it answered 501 NotImplemented to them (then If-None-Match is no longer
+        # sent); True once ``overlap.probe`` saw it refuse what it must refuse.
+        self.honours_conditions: Optional[bool] = None
         # Called (from any thread) whenever the store answers 503/429/SlowDown, by either
         # path: the putter's concurrency controller backs off on it.
         self.on_throttle: Callable[[], None] = lambda: None
@@ -551,8 +571,15 @@ class Store:
         return items, next_token if page.get("IsTruncated") else ""
 
     def get(self, key: str) -> Optional[bytes]:
+        found = self.get_with_etag(key)
+        return found[0] if found is not None else None
+
+    def get_with_etag(self, key: str) -> Optional[Tuple[bytes, str]]:
+        """(the body under KEY, its ETag without quotes), or None when there is none: the
+        ETag to replace exactly this version with ``put(..., if_match=etag)``."""
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            answer = self.client.get_object(Bucket=self.bucket, Key=key)
+            return answer["Body"].read(), answer.get("ETag", "").strip('"')
         except lazy.botocore_exceptions.ClientError as err:
             if error_code(err) in ("NoSuchKey", "404"):
                 return None
@@ -561,33 +588,59 @@ class Store:
             self._fail(err, "get", key)
         return None
 
+    def delete(self, key: str) -> None:
+        """Remove KEY (a key that is not there is no error)."""
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except Exception as err:  # noqa: BLE001 - translated
+            self._fail(err, "delete", key)
+
     def put(self, key: str, data: bytes, params: Dict, *, md5: Optional[bytes] = None,
-            path: str = "") -> str:
+            path: str = "", if_none_match: bool = False, if_match: Optional[str] = None) -> str:
         """Put DATA under KEY in one request; return the ETag. The store checks the MD5
-        (MD5: DATA's raw MD5 when the caller has it already)."""
+        (MD5: DATA's raw MD5 when the caller has it already).
+
+        IF_NONE_MATCH: only if KEY does not exist (``If-None-Match: *``); IF_MATCH (an ETag):
+        only if KEY still holds that version. A refusal raises ``PreconditionFailed``. A
+        store that answers 501 NotImplemented to the headers is remembered
+        (``honours_conditions = False``): If-None-Match is then dropped and the PUT sent
+        again as a plain one; If-Match is never dropped (a ``FileError`` says why)."""
         digest = md5 or hashlib.md5(data).digest()
+        conditional = dict(params)
+        if if_none_match and self.honours_conditions is not False:
+            conditional["IfNoneMatch"] = "*"
+        if if_match:
+            conditional["IfMatch"] = f'"{if_match}"'
         if self.fast_lane is not None:
-            etag = self.fast_lane.put(key, data, digest, params)
+            etag = self.fast_lane.put(key, data, digest, conditional)
             if etag is not None:
                 return etag
         try:
             answer = self.client.put_object(Bucket=self.bucket, Key=key, Body=data,
-                                            ContentMD5=md5_b64(digest), **params)
+                                            ContentMD5=md5_b64(digest), **conditional)
         except Exception as err:  # noqa: BLE001 - translated
+            if conditional.keys() - params.keys() and _not_implemented(err):
+                self.honours_conditions = False
+                if if_match:
+                    raise FileError("the store does not support conditional writes (501 "
+                                    "NotImplemented to If-Match)", op="put", path=path,
+                                    key=key) from err
+                return self.put(key, data, params, md5=digest, path=path)
             self._fail(err, "put", key, path)
         return answer.get("ETag", "").strip('"') or digest.hex()
 
     def put_multipart(self, key: str, parts: Iterable[bytes], params: Dict, *,
                       before_complete: Callable[[List[bytes]], None] = lambda md5s: None,
                       path: str = "", submit: Optional[Callable] = None,
-                      window: int = 1) -> str:
+                      window: int = 1, if_none_match: bool = False) -> str:
         """Put the bytes of PARTS under KEY as a multipart upload; return the ETag.
 
         Parts are read from PARTS in order, in the calling thread, and go up through
         SUBMIT(operation) -> Future (default: at once, in this thread), at most WINDOW at
         a time. BEFORE_COMPLETE(part md5s, in order) may raise to abandon the upload. On
         any failure the parts still in flight are waited for and the upload is aborted:
-        nothing appears under KEY.
+        nothing appears under KEY. IF_NONE_MATCH: complete it only if KEY does not exist
+        (as ``put``; a refusal aborts the upload and raises ``PreconditionFailed``).
         """
         run = submit or run_now
         try:
@@ -609,10 +662,21 @@ class Store:
             while in_flight:
                 finished.append(in_flight.popleft().result())
             before_complete([md5 for md5, _ in finished])
-            answer = self.client.complete_multipart_upload(
+            complete = dict(
                 Bucket=self.bucket, Key=key, UploadId=upload_id,
                 MultipartUpload={"Parts": [{"PartNumber": number, "ETag": etag} for
                                            number, (_, etag) in enumerate(finished, 1)]})
+            if if_none_match and self.honours_conditions is not False:
+                try:
+                    answer = self.client.complete_multipart_upload(**complete,
+                                                                   IfNoneMatch="*")
+                except lazy.botocore_exceptions.ClientError as err:
+                    if not _not_implemented(err):
+                        raise
+                    self.honours_conditions = False
+                    answer = self.client.complete_multipart_upload(**complete)
+            else:
+                answer = self.client.complete_multipart_upload(**complete)
         except BaseException as err:
             futures.wait(in_flight)  # their requests cannot be recalled: let them end
             self._abort(key, upload_id)
@@ -694,15 +758,19 @@ class DryRunStore(Store):
     """Reads like ``Store``; writes nothing (and keeps nothing: a dry run over a million
     files must not grow). The bodies of multipart uploads are not even read."""
 
-    def put(self, key, data, params, *, md5=None, path=""):
+    def put(self, key, data, params, *, md5=None, path="", if_none_match=False,
+            if_match=None):
         return (md5 or hashlib.md5(data).digest()).hex()
 
     def put_multipart(self, key, parts, params, *, before_complete=lambda md5s: None,
-                      path="", submit=None, window=1):
+                      path="", submit=None, window=1, if_none_match=False):
         return ""
 
     def copy_in_place(self, key, params, *, etag="", size=0, part_size=0, path=""):
         return etag
+
+    def delete(self, key):
+        pass
 
 
 def make_store(cfg: Config, pool_size: int = 10) -> Store:

@@ -6,6 +6,12 @@ into a FAILED result, and lets only ``FatalError`` through (the run must stop).
 A file is never stored half-written: a single PUT sends bytes that were read completely
 between two identical ``fstat``s, with their Content-MD5; a multipart upload is completed
 only if the file is unchanged after its last part was read, and aborted otherwise.
+
+A key the run means to create and never overwrite (every key under ``--put add``; the
+original and thumbnails of a newly numbered image, ``Job.create_only``) is put with
+``If-None-Match: *``: if another writer stored it since the listing, its bytes stay; the
+file is SKIPPED "exists" (``add``) or FAILED "exists already: not overwritten" (a new
+number).
 """
 
 from __future__ import annotations
@@ -23,7 +29,14 @@ from .concurrency import Controller, Limiter, MemoryBudget
 from .config import Config
 from .content import SNIFF_BYTES, GzipReader, gzip_bytes, should_gzip
 from .digest import Digest, digest_bytes, digest_stream, etag_matches, multipart_etag
-from .errors import ConnectionFailure, FatalError, FileError, S3pputError, TransientError
+from .errors import (
+    ConnectionFailure,
+    FatalError,
+    FileError,
+    PreconditionFailed,
+    S3pputError,
+    TransientError,
+)
 from .headers import (
     RunHeaders,
     content_type_of,
@@ -347,10 +360,13 @@ class Transfer:
                                           ctype=payload.ctype)
             if not self.slots.take():
                 return job.result(SKIPPED, plan.LIMIT)
-            thumbnail_bytes, preview = self.put_thumbnails(job, payload)
-            # The original goes last: once it is in place, so are its thumbnails, and
-            # the next run may skip the image without looking at them.
-            etag, sent = self.put(job, payload, digest)
+            try:
+                thumbnail_bytes, preview = self.put_thumbnails(job, payload)
+                # The original goes last: once it is in place, so are its thumbnails, and
+                # the next run may skip the image without looking at them.
+                etag, sent = self.put(job, payload, digest)
+            except PreconditionFailed as err:
+                return self._exists(job, err)
             return job.result(UPLOADED, decision.reason, sent=sent + thumbnail_bytes,
                               mtime_ns=payload.mtime_ns(), md5=payload.known_md5(), etag=etag,
                               preview=preview,
@@ -427,6 +443,18 @@ class Transfer:
         return self.request(self.store.copy_in_place, job.key, dict(params), etag=remote.etag,
                             size=remote.size, part_size=self.cfg.part_size, path=job.display)
 
+    def create_only(self, job: Job) -> bool:
+        """Whether JOB's keys are put only if absent (``If-None-Match: *``)."""
+        return job.create_only or self.cfg.put == plan.ADD
+
+    def _exists(self, job: Job, err: PreconditionFailed) -> Result:
+        """The outcome when a key JOB was to create exists: another writer stored it
+        after the listing (its bytes are kept)."""
+        if job.create_only:
+            where = f" ({err.key})" if err.key and err.key != job.key else ""
+            return job.result(FAILED, f"exists already: not overwritten{where}")
+        return job.result(SKIPPED, plan.EXISTS)
+
     def put_thumbnails(self, job: Job, payload: Payload) -> Tuple[int, Optional[bytes]]:
         """Make and put the job's thumbnails; return (bytes sent, preview bytes).
 
@@ -447,7 +475,13 @@ class Transfer:
             params = self.put_params(payload)
             params["ContentType"] = thumbnail.mime
             params.pop("ContentEncoding", None)
-            self.request(self.store.put, key, thumbnail.data, params, path=job.display)
+            try:
+                self.request(self.store.put, key, thumbnail.data, params, path=job.display,
+                             if_none_match=self.create_only(job))
+            except PreconditionFailed:
+                if job.create_only:
+                    raise
+                continue  # --put add: a thumbnail in place stays as it is
             sent += len(thumbnail.data)
         return sent, thumbnails[0].data if self.cfg.preview else None
 
@@ -457,7 +491,8 @@ class Transfer:
         if not payload.multipart:
             body = payload.body()
             etag = self.request(self.store.put, job.key, body, params,
-                                md5=payload.body_md5(), path=job.display)
+                                md5=payload.body_md5(), path=job.display,
+                                if_none_match=self.create_only(job))
             return etag, len(body)
         sent = [0]
 
@@ -476,5 +511,6 @@ class Transfer:
 
         etag = self.store.put_multipart(job.key, counted_parts(), params,
                                         before_complete=before_complete, path=job.display,
-                                        submit=self._submit_part, window=PARTS_IN_FLIGHT)
+                                        submit=self._submit_part, window=PARTS_IN_FLIGHT,
+                                        if_none_match=self.create_only(job))
         return etag, sent[0]

@@ -12,6 +12,15 @@ the Host header, so the proxy must not touch it).
         run_cli("--endpoint-url", proxy.url, ...)
         assert proxy.faults_injected["fail"] > 0
 
+Two settings make a race deterministic or a store forgetful, without touching the random
+draws: ``gate(method, path_part)`` holds matching requests until the test opens it (so
+the test can act while a request is in flight: wait on ``Gate.wait_for``, never on
+time), ``strip_request_headers(*names)`` drops those request headers on the way (a
+store that ignores them; SigV4 signs them, so only a store that does not check
+signatures accepts the result, as SeaweedFS without an identities config does), and
+``refuse_request_headers(status, code, *names)`` answers requests carrying them with that
+error (a store that does not implement them).
+
 Which requests a fault hits is drawn from one random.Random(seed), three draws
 per request whatever faults are set: the same sequence of requests meets the
 same faults. With several client connections at once the order of requests,
@@ -33,6 +42,7 @@ import struct
 import threading
 import time
 from typing import NamedTuple, Optional
+from urllib.parse import unquote
 
 _CHUNK = 64 * 1024  # bytes read from a socket at a time
 _MAX_HEAD = 64 * 1024  # longest request or response head accepted
@@ -45,6 +55,8 @@ UNTIL_EOF = "until-eof"
 
 # Fault kinds, the keys of FaultProxy.faults_injected.
 FAIL, RESET, DELAY, BLACKHOLE = "fail", "reset", "delay", "blackhole"
+# requests a gate held; requests that lost headers; requests refused for their headers
+HELD, STRIPPED, REFUSED = "held", "stripped", "refused"
 
 
 class _Stopped(Exception):
@@ -104,6 +116,54 @@ def response_body(method, head):
     if "content-length" in head.headers:
         return int(head.headers["content-length"])
     return UNTIL_EOF
+
+
+def without_headers(head, names):
+    """HEAD with the header fields NAMES (lower-case) left out; HEAD itself if it has none."""
+    if not names.intersection(head.headers):
+        return head
+    lines = head.raw.split(b"\r\n")
+    kept = [lines[0]] + [line for line in lines[1:]
+                         if line.partition(b":")[0].strip().lower().decode("latin-1")
+                         not in names]
+    return parse_head(b"\r\n".join(kept))
+
+
+class Gate:
+    """Holds the requests of METHOD whose decoded target contains PATH_PART, from the
+    moment their head arrives until ``open()``; ``held`` counts the ones that arrived."""
+
+    def __init__(self, method, path_part, stopping):
+        self.method = method.upper()
+        self.path_part = path_part
+        self.held = 0
+        self.opened = False
+        self._stopping = stopping
+        self._condition = threading.Condition()
+
+    def matches(self, head):
+        return head.start[0] == self.method and self.path_part in unquote(head.start[1])
+
+    def hold(self):
+        with self._condition:
+            self.held += 1
+            self._condition.notify_all()
+            while not self.opened:
+                if self._stopping.is_set():
+                    raise _Stopped("proxy stopping")
+                self._condition.wait(_TICK)
+
+    def wait_for(self, count=1, timeout=60.0):
+        """Wait until COUNT requests have arrived (held, or passed after ``open``); True
+        if they did within TIMEOUT seconds (a bound against hanging, not a measure)."""
+        with self._condition:
+            return self._condition.wait_for(lambda: self.held >= count, timeout)
+
+    def open(self):
+        """Let held requests, and every later one, through."""
+        with self._condition:
+            self.opened = True
+            self._condition.notify_all()
 
 
 def expects_continue(head):
@@ -352,6 +412,26 @@ class FaultProxy:
         with self._lock:
             self._delay = _rule(fraction, methods, seconds=seconds)
 
+    def gate(self, method, path_part):
+        """Hold every request of METHOD whose (decoded) target contains PATH_PART until the
+        returned ``Gate`` is opened (``clear`` opens all gates)."""
+        gate = Gate(method, path_part, self._stopping)
+        with self._lock:
+            self._gates.append(gate)
+        return gate
+
+    def strip_request_headers(self, *names):
+        """Drop the request header fields NAMES before forwarding (a store ignoring them)."""
+        with self._lock:
+            self._strip = frozenset(name.lower() for name in names)
+
+    def refuse_request_headers(self, status, code, *names):
+        """Answer every request that carries one of the header fields NAMES with an S3 XML
+        error (a store that does not implement them: 501 NotImplemented)."""
+        with self._lock:
+            self._refuse = (frozenset(name.lower() for name in names),
+                            Rule(1.0, None, status=status, code=code))
+
     def blackhole(self, on=True):
         """Read every new request and never answer it (the connection stays open)."""
         with self._lock:
@@ -362,6 +442,11 @@ class FaultProxy:
         with self._lock:
             self._fail = self._reset = self._delay = None
             self._blackhole = False
+            gates, self._gates = getattr(self, "_gates", []), []
+            self._strip = frozenset()
+            self._refuse = (frozenset(), None)
+        for gate in gates:
+            gate.open()
 
     # Counters
 
@@ -491,6 +576,9 @@ class FaultProxy:
                         self._conns.discard(client)
                     client.reset()
                     return
+                if not decision.fail:
+                    request = self._pass_gates_and_strip(request)
+                    decision = decision._replace(fail=self._refusal(request))
                 if decision.fail:
                     keep_alive = self._answer_error(client, request, decision.fail)
                 else:
@@ -502,6 +590,30 @@ class FaultProxy:
         finally:
             self._close(client)
             self._close(upstream)
+
+    def _pass_gates_and_strip(self, request):
+        """Wait at every gate REQUEST matches; return it without the stripped headers."""
+        with self._lock:
+            gates = [gate for gate in self._gates if gate.matches(request)]
+            strip = self._strip
+            if gates:
+                self._faults_injected[HELD] += 1
+        for gate in gates:
+            gate.hold()
+        stripped = without_headers(request, strip)
+        if stripped is not request:
+            with self._lock:
+                self._faults_injected[STRIPPED] += 1
+        return stripped
+
+    def _refusal(self, request):
+        """The error rule REQUEST is refused with for its headers, or None."""
+        with self._lock:
+            names, rule = self._refuse
+            if rule is None or not names.intersection(request.headers):
+                return None
+            self._faults_injected[REFUSED] += 1
+            return rule
 
     def _answer_error(self, client, request, rule):
         """Drop the request body and answer with an S3-style XML error; True to keep the connection."""
