@@ -35,6 +35,7 @@ from urllib.parse import urlparse, urlsplit
 
 from . import lazy
 from .config import Config
+from .digest import multipart_etag
 from .errors import (
     ConfigError,
     ConnectionFailure,
@@ -606,6 +607,15 @@ class Store:
         (``honours_conditions = False``): If-None-Match is then dropped and the PUT sent
         again as a plain one; If-Match is never dropped (a ``FileError`` says why)."""
         digest = md5 or hashlib.md5(data).digest()
+        try:
+            return self._put(key, data, params, digest, path, if_none_match, if_match)
+        except PreconditionFailed:
+            if if_none_match and self._holds(key, digest.hex()):
+                return digest.hex()
+            raise
+
+    def _put(self, key: str, data: bytes, params: Dict, digest: bytes, path: str,
+             if_none_match: bool, if_match: Optional[str]) -> str:
         conditional = dict(params)
         if if_none_match and self.honours_conditions is not False:
             conditional["IfNoneMatch"] = "*"
@@ -625,7 +635,7 @@ class Store:
                     raise FileError("the store does not support conditional writes (501 "
                                     "NotImplemented to If-Match)", op="put", path=path,
                                     key=key) from err
-                return self.put(key, data, params, md5=digest, path=path)
+                return self._put(key, data, params, digest, path, False, None)
             self._fail(err, "put", key, path)
         return answer.get("ETag", "").strip('"') or digest.hex()
 
@@ -681,9 +691,21 @@ class Store:
             futures.wait(in_flight)  # their requests cannot be recalled: let them end
             self._abort(key, upload_id)
             if isinstance(err, Exception):
-                self._fail(err, "put", key, path)
+                failure = translate(err, op="put", bucket=self.bucket, key=key, path=path)
+                if isinstance(failure, PreconditionFailed):
+                    mine = multipart_etag([md5 for md5, _ in finished])
+                    if self._holds(key, mine):
+                        return mine
+                raise failure from err
             raise
         return answer.get("ETag", "").strip('"')
+
+    def _holds(self, key: str, etag: str) -> bool:
+        """Whether KEY holds the object of ETAG: after a create-only write was refused, the
+        object in place may be this very write's (a retry whose first attempt landed, a
+        task run again elsewhere), which is success, not a conflict."""
+        there = self.head(key)
+        return there is not None and there.etag == etag
 
     def _upload_part(self, key: str, upload_id: str, number: int, data: bytes,
                      path: str) -> tuple:

@@ -319,3 +319,28 @@ def test_store_answering_501_to_the_headers_is_remembered_and_numbers_under_the_
     stored = keys_of(s3, bucket)
     assert len([key for key in stored if "/original/" in key]) == 4
     assert f"avatar/{LOCK}" not in stored
+
+
+@pytest.mark.parametrize("multipart", [False, True], ids=["single", "multipart"])
+def test_a_create_only_put_that_finds_its_own_bytes_in_place_has_succeeded(
+        s3server, s3, bucket, multipart):
+    """A retried request whose first attempt landed, or a batch run again on another
+    Dask worker, meets its own object: success. Other bytes in place: a conflict."""
+    from s3pput.config import Config
+    from s3pput.errors import PreconditionFailed
+    from s3pput.store import make_store
+
+    store = make_store(Config(sources=(".",), bucket=bucket, endpoint_url=s3server.endpoint,
+                              region="us-east-1", access_key="k", secret_key="s"))
+    mine = [b"m" * (5 * 1024 * 1024), b"tail"] if multipart else [b"mine"]
+
+    def create(parts):
+        if multipart:
+            return store.put_multipart("k", iter(parts), {}, if_none_match=True)
+        return store.put("k", parts[0], {}, if_none_match=True)
+
+    first = create(mine)
+    assert create(mine) == first == s3.head_object(Bucket=bucket, Key="k")["ETag"].strip('"')
+    with pytest.raises(PreconditionFailed):
+        create([b"o" * len(part) for part in mine])
+    assert body_of(s3, bucket, "k") == b"".join(mine)
