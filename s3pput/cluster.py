@@ -322,13 +322,17 @@ def _dask_quiet() -> Iterator[None]:
     attempts, a restarted worker) would interleave with the statter's output: s3pput says
     what matters itself, as per-file outcomes and errors of the run. (A caller's own
     client keeps its logging.)"""
-    dask_logger = logging.getLogger("distributed")
-    level = dask_logger.level
-    dask_logger.setLevel(logging.CRITICAL)
+    # Dask's logging configuration gives some of its loggers levels of their own.
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+               if name.split(".")[0] == "distributed"] + [logging.getLogger("distributed")]
+    levels = [(logger, logger.level) for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        dask_logger.setLevel(level)
+        for logger, level in levels:
+            logger.setLevel(level)
 
 
 def _probe(address: str) -> None:
