@@ -248,6 +248,18 @@ def check_worker(cfg: Config, cwd: str, expected: Tuple[Tuple[str, str], ...],
 
 # -- in the main process -------------------------------------------------------------------
 
+def results_once(batch: Tuple[Job, ...], results) -> Tuple[Result, ...]:
+    """Of RESULTS, at most one per job of BATCH, and none for a job not in it: whatever a
+    worker (or a rerun) sent, the statter counts each file once."""
+    expected = {job.seq for job in batch}
+    once = []
+    for result in results:
+        if result.seq in expected:
+            expected.discard(result.seq)
+            once.append(result)
+    return tuple(once)
+
+
 def run(cfg: Config, client=None) -> Dict:
     """Run the pipeline with the putters on the cluster of ``cfg.cluster`` (or on CLIENT's,
     a ``distributed.Client`` the caller has); return the summary."""
@@ -520,16 +532,9 @@ class Dispatcher:
         return ""
 
     def _forward(self, batch: Tuple[Job, ...], results) -> None:
-        """Send RESULTS to the statter: one per job of BATCH at most, whatever a worker
-        sent (a result must never be counted twice)."""
-        expected = {job.seq for job in batch}
-        once = []
-        for result in results:
-            if result.seq in expected:
-                expected.discard(result.seq)
-                once.append(result)
+        once = results_once(batch, results)
         if once:
-            self.tell(Results(tuple(once)))
+            self.tell(Results(once))
 
     def _lost(self) -> str:
         """The scheduler went away: nothing more comes back; the walk stops."""

@@ -10,6 +10,8 @@
   every job to the statter before queueing it, and decides what metadata alone decides.
 * Each **putter** (``putter``) owns one store client, made inside the process.
 * The **statter** (``statter``) owns all counters and all output.
+* With ``--cluster`` the putters are Dask tasks instead (``cluster``: the same walker and
+  statter, a dispatcher in the main process in place of the putter processes).
 * The main process only starts, watches and stops: on Ctrl+C/SIGTERM it sets ``stop``;
   workers ignore those signals and wind down themselves (in-flight uploads finish or are
   abandoned unrecorded within a few seconds); a worker that dies is noticed, the others

@@ -428,6 +428,20 @@ def test_cluster_without_dask_installed_says_how_to_install_it(monkeypatch):
         config.check_cluster("local:2", args)
 
 
+def test_results_of_a_batch_are_forwarded_once_each_whatever_a_worker_sends():
+    from s3pput.cluster import results_once
+    from s3pput.jobs import FAILED, UPLOADED, Job, Source
+
+    batch = tuple(Job(seq, f"f{seq}", f"k{seq}", Source("file", f"f{seq}"), 1, 0, None)
+                  for seq in (3, 4, 5))
+    sent = [batch[0].result(UPLOADED, "new"), batch[1].result(UPLOADED, "new"),
+            batch[0].result(FAILED, "again"), batch[2].result(UPLOADED, "new"),
+            Job(9, "f9", "k9", Source("file", "f9"), 1, 0, None).result(UPLOADED, "new")]
+    once = results_once(batch, sent)
+    assert [(result.seq, result.reason) for result in once] == \
+        [(3, "new"), (4, "new"), (5, "new")]
+
+
 def test_without_cluster_dask_is_never_imported(cli, s3server, bucket, tmp_path):
     make_tree(tmp_path / "src", {"a.txt": b"a"})
     env = cli_env(s3server.endpoint, PYTHONPATH=str(ROOT))
