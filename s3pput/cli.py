@@ -16,6 +16,7 @@ import traceback
 from typing import List, Optional
 
 from . import __version__
+from .api import run
 from .config import CANNED_ACLS, CHECKSUM_MODES, SSE_MODES, make_config
 from .errors import S3pputError, UsageError
 from .filters import EXCLUDE, INCLUDE, Rule
@@ -40,6 +41,9 @@ examples:
 
   # cron: nightly, incremental (only new or changed files), one JSON summary per run
   0 3 * * * s3pput --bucket my-bucket --prefix logs /var/log/app --json >> /var/log/s3pput.jsonl
+
+  # a tree on a shared mount, put by the workers of a Dask cluster (README)
+  s3pput --bucket my-bucket --prefix avatar /mnt/photos --images --cluster tcp://sched:8786
 
   # a store whose certificate comes from your own CA (MinIO, Ceph, ...)
   s3pput --endpoint-url https://minio.internal:9000 --ca-bundle ca.pem --bucket b ./dir
@@ -166,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "files; the fast path is a lean first attempt, see README)")
     run.add_argument("--max-rate", type=float, metavar="N",
                      help="at most N requests per second in all")
+    run.add_argument("--cluster", metavar="ADDRESS|local:N",
+                     help="run the putters on a Dask cluster: the scheduler at ADDRESS "
+                     "(tcp://HOST:8786; every worker must see SOURCE at the same path), or "
+                     "local:N, N worker processes on this machine (pip install "
+                     "'s3pput[cluster]'; --limit and --max-rate are refused; see README)")
     run.add_argument("--state", metavar="FILE",
                      help="journal of what was put, to skip re-reading unchanged files "
                      "(SQLite; default ~/.local/state/s3pput/BUCKET@HOST.sqlite)")
@@ -199,16 +208,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = None
     try:
         args = build_parser().parse_args(argv)
-        cfg = make_config(args)
-        if not cfg.verify_ssl:
-            print("s3pput: warning: TLS certificates are not verified (--no-verify-ssl)",
-                  file=sys.stderr)
-            import urllib3
-
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        from .pipeline import run
-
-        summary = run(cfg)
+        summary = run(make_config(args))
     except SystemExit as done:  # --help, --version
         return done.code if isinstance(done.code, int) else EXIT_OK
     except KeyboardInterrupt:

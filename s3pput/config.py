@@ -48,6 +48,9 @@ MIN_PART_MiB = 5
 MAX_PROCESSES = 1024
 MAX_INFLIGHT = 1024
 MAX_RETRIES = 100
+# --cluster: the schemes of Dask's scheduler addresses, and its default port
+CLUSTER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
+DASK_PORT = 8786
 
 # Content types compressed by ``--gzip`` with the default ``--gzip-type guess``: text-like
 # formats that shrink; images, video and archives are compressed already.
@@ -122,6 +125,7 @@ class Config:
     fast_put: bool = True  # single-part PUTs try the lean path first (fastput)
     timeout: float = 60.0
     max_rate: Optional[float] = None  # requests per second, all putters together
+    cluster: Optional[str] = None  # --cluster: a Dask scheduler's address, or local:N
     follow_symlinks: bool = False
     state_file: Optional[str] = None  # SQLite journal; None: no journal
     verbose: int = 0
@@ -431,6 +435,74 @@ def check_thumbnail_format(name: str) -> None:
         raise UsageError(f"--thumbnail-format: {err}") from err
 
 
+def check_cluster(value: str, args) -> str:
+    """--cluster ``local:N`` (``local``: one worker per CPU) or a Dask scheduler's address
+    (``tcp://HOST:PORT``; the scheme defaults to tcp, the port to 8786), normalised; and
+    what cannot work when the putters are spread over machines is refused here. Whether a
+    scheduler answers, and whether its workers see the SOURCEs and the store, is checked
+    by ``cluster`` before the run."""
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:
+        raise UsageError("--cluster needs Dask distributed, which is not installed: "
+                         "pip install 's3pput[cluster]'")
+    value = value.strip()
+    if value == "local" or value.startswith("local:"):
+        count = value[len("local:"):] if value != "local" else str(os.cpu_count() or 2)
+        if not count.isdigit() or not 1 <= int(count) <= MAX_PROCESSES:
+            raise UsageError(f"--cluster {value!r}: write local:N with N worker processes "
+                             f"from 1 to {MAX_PROCESSES}, e.g. local:4")
+        address = f"local:{int(count)}"
+    else:
+        address = _scheduler_address(value)
+    # Shared by all putters through this machine's memory today; across machines they
+    # would need a round trip to a shared counter per file.
+    if args.limit is not None:
+        raise UsageError("--limit cannot be used with --cluster (the workers on other "
+                         "machines cannot share one count): run without one of them")
+    if args.max_rate is not None:
+        raise UsageError("--max-rate cannot be used with --cluster (the workers on other "
+                         "machines cannot share one rate): run without one of them")
+    for source in args.sources:
+        if is_archive(source) and not source.lower().endswith(".tar"):
+            raise UsageError(f"SOURCE {source!r} is a compressed archive, which cannot be "
+                             "used with --cluster (only this machine unpacks it): extract "
+                             "it where every worker sees it, or use an uncompressed .tar")
+    return address
+
+
+def _scheduler_address(value: str) -> str:
+    """``HOST``, ``HOST:PORT`` or ``SCHEME://HOST[:PORT]`` as ``SCHEME://HOST:PORT``."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        scheme, rest = "tcp", value
+    if scheme not in CLUSTER_SCHEMES:
+        raise UsageError(f"--cluster {value!r}: the scheme must be one of "
+                         f"{', '.join(CLUSTER_SCHEMES)}; write local:N or a Dask scheduler's "
+                         "address such as tcp://scheduler.internal:8786")
+    if scheme in ("inproc", "ucx"):
+        return value  # addresses Dask makes itself (a client passed to the Python API)
+    problem = ""
+    try:
+        parts = urlsplit("//" + rest)
+        port = parts.port  # ValueError when it is not a number in 0..65535
+    except ValueError:
+        problem = "the port is not a number from 1 to 65535"
+    else:
+        host = parts.hostname or ""
+        if not _is_host(host):
+            problem = f"{host!r} is not a host name" if host else "no host"
+        elif port == 0:
+            problem = "the port is not a number from 1 to 65535"
+        elif parts.path.strip("/") or parts.query or parts.fragment or parts.username:
+            problem = "only SCHEME://HOST:PORT belongs in it"
+    if problem:
+        raise UsageError(f"--cluster {value!r} is not a scheduler address ({problem}): write "
+                         "local:N or tcp://HOST:PORT, e.g. tcp://scheduler.internal:8786")
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}:{port or DASK_PORT}"
+
+
 # -- the whole configuration ---------------------------------------------------------------
 
 IMAGE_OPTIONS = (("thumbnail", "--thumbnail"), ("rename", "--rename"),
@@ -538,6 +610,9 @@ def make_config(args, environ: Optional[Mapping[str, str]] = None,
 
     for source in args.sources:
         check_source(source)
+    cluster = getattr(args, "cluster", None)
+    if cluster is not None:
+        cluster = check_cluster(cluster, args)
     normalize_prefix(args.prefix or "")
     state_file = None if args.no_state else (
         args.state or default_journal_path(bucket, endpoint_url))
@@ -582,6 +657,7 @@ def make_config(args, environ: Optional[Mapping[str, str]] = None,
         fast_put=not args.no_fast_put,
         timeout=args.timeout,
         max_rate=args.max_rate,
+        cluster=cluster,
         follow_symlinks=args.follow_symlinks,
         state_file=state_file,
         verbose=args.verbose + (1 if args.debug else 0),

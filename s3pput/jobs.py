@@ -150,6 +150,8 @@ class Finish(NamedTuple):
     interrupted: bool
     dead_putters: Tuple[int, ...]  # exit codes of putters that died
     walker_code: Optional[int] = None  # the walker's exit code if it died
+    lost: str = ""  # why the jobs without a result were lost, when main knows (the Dask
+    #                 scheduler went away); also an error of the run
 
 
 # Put on the put_queue once per putter after the last job.

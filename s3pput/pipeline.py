@@ -10,6 +10,8 @@
   every job to the statter before queueing it, and decides what metadata alone decides.
 * Each **putter** (``putter``) owns one store client, made inside the process.
 * The **statter** (``statter``) owns all counters and all output.
+* With ``--cluster`` the putters are Dask tasks instead (``cluster``: the same walker and
+  statter, a dispatcher in the main process in place of the putter processes).
 * The main process only starts, watches and stops: on Ctrl+C/SIGTERM it sets ``stop``;
   workers ignore those signals and wind down themselves (in-flight uploads finish or are
   abandoned unrecorded within a few seconds); a worker that dies is noticed, the others
@@ -28,6 +30,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from typing import Dict, List
 
@@ -38,8 +41,6 @@ from .jobs import STOP, Fatal, Finish, Note
 STOP_GRACE_SECONDS = 4.0  # after a stop, workers have this long before they are killed
 STAT_QUEUE_MESSAGES = 512
 PUT_QUEUE_BATCHES = 2  # batches waiting per putter
-INITIAL_INFLIGHT = 16  # requests in flight per putter before the controller has learnt
-MIN_INFLIGHT = 4  # ... and the fewest it goes down to (throttling halves, down to this)
 
 
 def _linux_process_setup(role: str) -> None:
@@ -150,28 +151,14 @@ def walker_process(cfg: Config, access, spool_dir: str, put_queues: PutQueues,
 def putter_process(cfg: Config, index: int, put_queues: PutQueues, stat_queue, stop,
                    slots_value, rate_state) -> None:
     _worker_setup("putter")
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .concurrency import Controller, Limiter, MemoryBudget
-    from .putter import HEADROOM, Putter
-    from .store import make_store
-    from .transfer import PARTS_IN_FLIGHT, Transfer, UploadSlots
+    from .putter import Putter, make_transfer
 
     put_queue = put_queues.queues[index]
-    fixed = cfg.inflight is not None
-    most = cfg.inflight if fixed else cfg.max_inflight
-    limiter = Limiter(Controller(cfg.inflight or INITIAL_INFLIGHT, MIN_INFLIGHT, most),
-                      fixed=fixed)
-    part_threads = 2 * PARTS_IN_FLIGHT
-    store = make_store(cfg, most + HEADROOM + part_threads)
-    store.on_throttle = limiter.throttled
-    transfer = Transfer(cfg, store, UploadSlots(slots_value), stop, rate_state,
-                        limiter=limiter, budget=MemoryBudget(cfg.memory_per_putter),
-                        parts=ThreadPoolExecutor(part_threads, thread_name_prefix="part"))
-    putter = Putter(transfer, stat_queue.put, stop, most + HEADROOM,
+    transfer, max_threads = make_transfer(cfg, stop, slots_value, rate_state)
+    putter = Putter(transfer, stat_queue.put, stop, max_threads,
                     on_fatal=lambda text: stat_queue.put(Fatal(text)))
     putter.run(lambda timeout: put_queue.get(timeout=timeout), STOP_GRACE_SECONDS - 1)
-    controller = limiter.controller
+    controller = transfer.limiter.controller
     stat_queue.put(Note("debug", f"putter {index}: requests in flight: limit "
                         f"{controller.limit} at the end, {controller.peak} at most"))
     stat_queue.close()
@@ -205,6 +192,8 @@ class Interrupt:
         self.previous = {}
 
     def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self  # only the main thread may set handlers (put() from a thread)
         for sig in (signal.SIGINT, signal.SIGTERM):
             self.previous[sig] = signal.signal(sig, self.handle)
         return self
@@ -221,24 +210,15 @@ class Interrupt:
 
 
 def run(cfg: Config) -> Dict:
-    """Run the whole pipeline; return the final summary (see ``Stats.as_dict``).
-
-    One run at a time per bucket and prefix on this machine: a second one exits 2 naming
-    the first one's pid (``overlap.hold_run_lock``)."""
-    from .overlap import hold_run_lock
-
-    run_lock = hold_run_lock(cfg)
-    try:
-        return _run(cfg)
-    finally:
-        run_lock.release()
-
-
-def _run(cfg: Config) -> Dict:
+    """Run the whole pipeline on this machine; return the final summary (see
+    ``Stats.as_dict``)."""
     from .store import preflight
 
     access = preflight(cfg)
-    ctx = multiprocessing.get_context("fork")
+    # Fork, unless this process runs other threads already (put() called by a program
+    # with threads of its own): a child forked then inherits their locks in whatever
+    # state they were in. Such a caller's workers start by spawn: slower, and safe.
+    ctx = multiprocessing.get_context("fork" if threading.active_count() == 1 else "spawn")
     put_queues = PutQueues(ctx, cfg.processes)
     rate_state = ctx.Value("d", 0.0) if cfg.max_rate else None
     # Bounded too: if the statter falls behind, workers wait instead of buffering
@@ -277,7 +257,15 @@ def _run(cfg: Config) -> Dict:
                 process.kill()
                 process.join()
         shutil.rmtree(spool_dir, ignore_errors=True)
-    stat_queue.put(Finish(interrupted, tuple(dead), walker_code))
+    summary = finish(statter, stat_queue, reply_recv,
+                     Finish(interrupted, tuple(dead), walker_code))
+    summary["interrupted"] = interrupted
+    return summary
+
+
+def finish(statter, stat_queue, reply_recv, message: Finish) -> Dict:
+    """Every worker has exited: send the statter MESSAGE and return its summary."""
+    stat_queue.put(message)
     summary = None
     while statter.is_alive() or reply_recv.poll():
         if reply_recv.poll(0.2):
@@ -288,7 +276,6 @@ def _run(cfg: Config) -> Dict:
         statter.kill()
     if summary is None:
         raise FatalError("the statter process did not report; the outcome is unknown")
-    summary["interrupted"] = interrupted
     return summary
 
 

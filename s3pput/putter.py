@@ -18,15 +18,41 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Callable, List, Optional
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, List, Optional, Tuple
 
+from .concurrency import Controller, Limiter, MemoryBudget
+from .config import Config
 from .errors import FatalError
 from .jobs import STOP, Job, Result, Results
-from .transfer import Transfer
+from .store import make_store
+from .transfer import PARTS_IN_FLIGHT, Transfer, UploadSlots
 
 RESULT_FLUSH_SECONDS = 0.1  # results wait at most this long before they are sent
 POLL_SECONDS = 0.2  # how often a waiting thread looks at the stop flag
 HEADROOM = 8  # job threads beyond the limit of requests in flight (reading, hashing)
+INITIAL_INFLIGHT = 16  # requests in flight per putter before the controller has learnt
+MIN_INFLIGHT = 4  # ... and the fewest it goes down to (throttling halves, down to this)
+
+
+def make_transfer(cfg: Config, stop, slots_value=None, rate_state=None
+                  ) -> Tuple[Transfer, int]:
+    """The one ``Transfer`` of a putter process (a local putter, or a Dask worker): its
+    store client (made on first use, in the calling process), its limit of requests in
+    flight, its memory budget and the threads for the parts of multipart uploads; and the
+    most job threads a ``Putter`` over it may run. STOP is the run's stop event; SLOTS_VALUE
+    and RATE_STATE the shared ``--limit`` and ``--max-rate`` state (None: none)."""
+    fixed = cfg.inflight is not None
+    most = cfg.inflight if fixed else cfg.max_inflight
+    limiter = Limiter(Controller(cfg.inflight or INITIAL_INFLIGHT, MIN_INFLIGHT, most),
+                      fixed=fixed)
+    part_threads = 2 * PARTS_IN_FLIGHT
+    store = make_store(cfg, most + HEADROOM + part_threads)
+    store.on_throttle = limiter.throttled
+    transfer = Transfer(cfg, store, UploadSlots(slots_value), stop, rate_state,
+                        limiter=limiter, budget=MemoryBudget(cfg.memory_per_putter),
+                        parts=ThreadPoolExecutor(part_threads, thread_name_prefix="part"))
+    return transfer, most + HEADROOM
 
 
 class Putter:

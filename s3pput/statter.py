@@ -188,6 +188,8 @@ def reconcile(log: Log, cfg: Config, stats: Stats, outstanding: Dict[int, tuple]
     elif finish.dead_putters:
         why = "lost: its putter process died (exit code " + \
             ", ".join(str(code) for code in finish.dead_putters) + ")"
+    elif finish.lost:
+        why = f"lost: {finish.lost}"
     elif finish.walker_code is not None:
         why = "lost: the walker process died before it was queued"
     else:
@@ -279,6 +281,8 @@ class Statter:
         stats.interrupted = finish.interrupted
         for code in finish.dead_putters:
             stats.errors.append(f"a putter process died (exit code {code})")
+        if finish.lost:
+            stats.errors.append(finish.lost)
         if finish.walker_code is not None:
             stats.errors.append(f"the walker process died (exit code {finish.walker_code}); "
                                 "the walk is incomplete")

@@ -1,0 +1,560 @@
+"""The putters on a Dask cluster (``--cluster``): the cores and network cards of many
+machines for one tree (on a mount they share), or many processes of one large machine.
+
+::
+
+    walker ──(batches)──> put_queue ──> dispatcher ══(a Dask task per batch)══> workers
+       │                                    │ each task's results, once, as it finishes
+       └──(Walked, walk-time Results)──> stat_queue <──┘──> statter
+
+Only the putters move. The walker and the statter stay processes of the machine s3pput
+was started on, as in a local run (``pipeline``): one walk, one numbering, one decision
+per file, one owner of output, journal and mapping log. In place of the putter processes
+the **dispatcher** (``Dispatcher``, in the main process) takes the walker's batches and
+submits each as a Dask task, with at most ``window`` batches in flight (backpressure: a
+huge tree never piles up in the scheduler), and forwards each task's results to the
+statter as it finishes.
+
+On a **worker**, every task of the run goes to one ``Putter`` of that worker process
+(``WorkerRun``, made by the run's first task there): the same job threads, ``Transfer``,
+store client, limit of requests in flight and memory budget as a local putter process
+(``putter.make_transfer``), so the same decisions, headers, thumbnails, ETags and fast
+path; its threads and connections outlive each task.
+
+Faults. A worker that dies has its tasks run again elsewhere by Dask (puts are
+idempotent); whatever the reruns, each batch's results are forwarded once, so each file is
+counted once. After ``distributed.scheduler.allowed-failures`` deaths a task fails
+(KilledWorker) and its files fail with that reason. A scheduler that goes away ends the
+run (exit 1; the statter names every file without a result). Ctrl+C cancels the run's
+tasks and stops the jobs under way on the workers (exit 130).
+
+Checked before the run (one message, exit 2): that a scheduler answers, that it has
+workers, and that every worker runs this s3pput, sees each SOURCE as this machine does
+(same path, same kind, same size or same names) and can use the store. Workers that join
+later are not checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import multiprocessing
+import os
+import queue
+import shutil
+import signal
+import socket
+import stat
+import tempfile
+import threading
+import time
+import uuid
+from asyncio import CancelledError
+from typing import Dict, Iterator, List, Tuple
+
+from . import __version__
+from .config import Config
+from .errors import ConfigError, FatalError, S3pputError
+from .jobs import FAILED, STOP, Fatal, Finish, Job, Note, Result, Results
+from .pipeline import (
+    STAT_QUEUE_MESSAGES,
+    STOP_GRACE_SECONDS,
+    Interrupt,
+    PutQueues,
+    finish,
+    statter_process,
+    walker_process,
+)
+
+CONNECT_SECONDS = 10.0  # for a scheduler to answer
+CHECK_SECONDS = 120.0  # for every worker to answer the check before the run
+LOCAL_THREADS_PER_WORKER = 4  # local:N: batches a worker process holds at once
+BATCHES_PER_THREAD = 2  # batches in flight per worker thread: one running, one ready
+POLL_SECONDS = 0.01  # how long the dispatcher sleeps when nothing happened
+TASK_POLL_SECONDS = 0.2  # how often a task waiting for its jobs looks at the run
+
+
+# -- on a worker ---------------------------------------------------------------------------
+
+class _Task:
+    """The results of one task's jobs, as the worker's putter delivers them."""
+
+    def __init__(self, jobs: Tuple[Job, ...]):
+        self.left = {job.seq for job in jobs}
+        self.results: List[Result] = []
+        self.done = threading.Event()
+        if not self.left:
+            self.done.set()
+
+    def add(self, result: Result) -> None:
+        if result.seq in self.left:
+            self.left.discard(result.seq)
+            self.results.append(result)
+            if not self.left:
+                self.done.set()
+
+
+class WorkerRun:
+    """What one worker process keeps for one run: a ``Putter`` on a thread of its own,
+    fed with the batches of the run's tasks on this worker, over the process's one
+    ``Transfer`` (one store client; made here, on the run's first task, never shipped)."""
+
+    def __init__(self, cfg: Config):
+        from .putter import Putter, make_transfer
+
+        self.stop = threading.Event()
+        self.transfer, max_threads = make_transfer(cfg, self.stop)
+        self.batches: "queue.Queue" = queue.Queue()
+        self.tasks: Dict[int, _Task] = {}  # seq -> the task waiting for that job
+        self.lock = threading.Lock()
+        self.fatal = ""
+        self.putter = Putter(self.transfer, self._deliver, self.stop, max_threads,
+                             on_fatal=self._on_fatal)
+        self.ended = threading.Event()
+        threading.Thread(target=self._serve, daemon=True, name="s3pput-putter").start()
+
+    def _serve(self) -> None:
+        try:
+            self.putter.run(lambda timeout: self.batches.get(timeout=timeout),
+                            STOP_GRACE_SECONDS - 1)
+        finally:
+            self.ended.set()
+
+    def _on_fatal(self, text: str) -> None:
+        self.fatal = self.fatal or text
+
+    def _deliver(self, results: Results) -> None:
+        with self.lock:
+            for result in results.results:
+                task = self.tasks.pop(result.seq, None)
+                if task is not None:
+                    task.add(result)
+
+    def run(self, jobs: Tuple[Job, ...]) -> Tuple[Tuple[Result, ...], str]:
+        """Run JOBS on the putter; return their results once all are in (or, if the run
+        stopped, those that are), and the fatal error that stopped it ("" if none)."""
+        task = _Task(jobs)
+        with self.lock:
+            for job in jobs:
+                self.tasks[job.seq] = task
+        self.batches.put(jobs)
+        while not task.done.wait(TASK_POLL_SECONDS):
+            if self.ended.is_set():
+                break  # stopped: the jobs not done get no result (the statter says so)
+        with self.lock:
+            for job in jobs:
+                self.tasks.pop(job.seq, None)
+        return tuple(task.results), self.fatal
+
+    def close(self) -> None:
+        self.stop.set()
+        self.batches.put(STOP)
+        if self.transfer.parts is not None:
+            self.transfer.parts.shutdown(wait=False)
+
+
+_RUNS: Dict[str, WorkerRun] = {}
+_STOPPED: set = set()  # runs stopped on this worker (a late task must not start one again)
+_RUNS_LOCK = threading.Lock()
+
+
+def _worker_run(run_id: str, cfg: Config) -> WorkerRun:
+    with _RUNS_LOCK:
+        run = _RUNS.get(run_id)
+        if run is None:
+            run = _RUNS[run_id] = WorkerRun(cfg)
+            if run_id in _STOPPED:
+                run.stop.set()
+        return run
+
+
+def run_batch(run_id: str, cfg: Config, cwd: str, jobs: Tuple[Job, ...]
+              ) -> Tuple[Tuple[Result, ...], str]:
+    """The Dask task: run JOBS on this worker; return (their results, a fatal error or
+    ""). Relative SOURCE paths are the user's: they are taken from CWD, the working
+    directory of the main process (every worker sees the same paths)."""
+    return _worker_run(run_id, cfg).run(tuple(_located(job, cwd) for job in jobs))
+
+
+def _located(job: Job, cwd: str) -> Job:
+    if job.source.kind in ("file", "tar") and not os.path.isabs(job.source.path):
+        return job._replace(source=job.source._replace(
+            path=os.path.join(cwd, job.source.path)))
+    return job
+
+
+def stop_run(run_id: str) -> None:
+    """Run on every worker (``Client.run``) when the run stops: no job starts any more."""
+    with _RUNS_LOCK:
+        _STOPPED.add(run_id)
+        run = _RUNS.get(run_id)
+    if run is not None:
+        run.stop.set()
+
+
+def forget_run(run_id: str) -> None:
+    """Run on every worker at the end: let go of the run's putter, threads and client."""
+    with _RUNS_LOCK:
+        run = _RUNS.pop(run_id, None)
+        _STOPPED.discard(run_id)
+    if run is not None:
+        run.close()
+
+
+def source_fingerprint(path: str) -> str:
+    """What a process sees at PATH, in words: enough to tell the same SOURCE from a
+    missing one, an empty mount point or another tree at the same path."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISDIR(info.st_mode):
+            return f"a file of {info.st_size:,} bytes"
+        names = sorted(os.listdir(path))
+    except OSError as err:
+        return f"nothing readable ({err.strerror or err})"
+    digest = hashlib.sha1("\0".join(names).encode("utf-8", "surrogateescape")).hexdigest()
+    return f"a directory of {len(names):,} entries (names {digest[:10]})"
+
+
+def check_worker(cfg: Config, cwd: str, expected: Tuple[Tuple[str, str], ...],
+                 version: str) -> Tuple[str, str]:
+    """The check a worker passes before the run: (its host name, what is wrong or "")."""
+    host = socket.gethostname()
+    if version != __version__:
+        return host, (f"runs s3pput {__version__}, this machine {version}: install the "
+                      "same version everywhere")
+    for source, seen_here in expected:
+        seen_there = source_fingerprint(os.path.join(cwd, source))
+        if seen_there != seen_here:
+            return host, (f"does not see SOURCE {source!r} as this machine does (here "
+                          f"{seen_here}, there {seen_there}): every worker must see the "
+                          "same files at the same path, e.g. the same network mount")
+    from .store import make_store
+
+    try:
+        if cfg.content_type == "magic":
+            from .config import check_content_type
+
+            check_content_type(cfg.content_type)
+        store = make_store(cfg, pool_size=1)
+        try:
+            store.check_bucket()
+        finally:
+            store.close()
+    except S3pputError as err:
+        return host, f"cannot run the uploads: {err}"
+    return host, ""
+
+
+# -- in the main process -------------------------------------------------------------------
+
+def results_once(batch: Tuple[Job, ...], results) -> Tuple[Result, ...]:
+    """Of RESULTS, at most one per job of BATCH, and none for a job not in it: whatever a
+    worker (or a rerun) sent, the statter counts each file once."""
+    expected = {job.seq for job in batch}
+    once = []
+    for result in results:
+        if result.seq in expected:
+            expected.discard(result.seq)
+            once.append(result)
+    return tuple(once)
+
+
+def run(cfg: Config, client=None) -> Dict:
+    """Run the pipeline with the putters on the cluster of ``cfg.cluster`` (or on CLIENT's,
+    a ``distributed.Client`` the caller has); return the summary."""
+    from .store import preflight
+
+    access = preflight(cfg)
+    cwd = os.getcwd()
+    with _connected(cfg, client) as connected:
+        threads = _check_workers(connected, cfg, cwd)
+        return _run(cfg, connected, access, cwd, threads)
+
+
+@contextlib.contextmanager
+def _signals_blocked(*signals: int) -> Iterator[None]:
+    """Block SIGNALS in this thread while child processes start. Children inherit the
+    blocked mask across spawn, so a Ctrl+C that the terminal sends the whole process group
+    never interrupts them (half-way through their imports, or a Dask worker in a task):
+    the main process coordinates the stop. Here a blocked signal only waits: the handler
+    gets it as soon as the block ends."""
+    from multiprocessing import resource_tracker
+
+    # Started on first need, the tracker unblocks SIGINT and SIGTERM in the thread that
+    # starts it (after blocking them for its own sake): start it first.
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
+def _connected(cfg: Config, client=None) -> Iterator[object]:
+    """A client of the run's cluster: CLIENT as it is, or one made here (and closed at
+    the end) of a new ``LocalCluster`` for ``local:N``, or of the scheduler at
+    ``cfg.cluster``."""
+    if client is not None:
+        yield client
+        return
+    from distributed import Client, LocalCluster
+
+    address = cfg.cluster
+    with contextlib.ExitStack() as made:
+        made.enter_context(_dask_quiet())
+        if address.startswith("local:"):
+            try:
+                # The threads of the cluster's event loop are made here and inherit the
+                # block: the worker processes they start (and restart) ignore Ctrl+C.
+                with _signals_blocked(signal.SIGINT):
+                    cluster = made.enter_context(LocalCluster(
+                        n_workers=int(address[len("local:"):]), processes=True,
+                        threads_per_worker=LOCAL_THREADS_PER_WORKER, host="127.0.0.1",
+                        dashboard_address=None, silence_logs=logging.ERROR,
+                        # no dashboard; its HTTP server still starts: not on port 8787
+                        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}))
+            except Exception as err:  # noqa: BLE001 - said in one line
+                raise ConfigError(f"cannot start a local Dask cluster: {err}") from err
+            yield made.enter_context(Client(cluster, set_as_default=False))
+            return
+        _probe(address)
+        try:
+            connected = Client(address, timeout=CONNECT_SECONDS, set_as_default=False)
+        except (OSError, TimeoutError) as err:
+            raise ConfigError(f"no Dask scheduler answers at {address}: "
+                              f"{' '.join(str(err).split())}") from err
+        yield made.enter_context(connected)
+
+
+@contextlib.contextmanager
+def _dask_quiet() -> Iterator[None]:
+    """Dask's own log lines in this process (tracebacks of a lost scheduler's reconnection
+    attempts, a restarted worker) would interleave with the statter's output: s3pput says
+    what matters itself, as per-file outcomes and errors of the run. (A caller's own
+    client keeps its logging.)"""
+    # Dask's logging configuration gives some of its loggers levels of their own.
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+               if name.split(".")[0] == "distributed"] + [logging.getLogger("distributed")]
+    levels = [(logger, logger.level) for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in levels:
+            logger.setLevel(level)
+
+
+def _probe(address: str) -> None:
+    """Fail at once, with the reason, when nothing listens at a tcp/tls ADDRESS (Dask
+    itself would retry until its timeout)."""
+    scheme, _, rest = address.partition("://")
+    if scheme not in ("tcp", "tls"):
+        return
+    host, _, port = rest.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), CONNECT_SECONDS).close()
+    except OSError as err:
+        reason = err.strerror or str(err) or type(err).__name__
+        raise ConfigError(f"no Dask scheduler answers at {address}: {reason} (start one "
+                          "with `dask scheduler`, or check the address)") from err
+
+
+def _check_workers(client, cfg: Config, cwd: str) -> int:
+    """Check every worker of CLIENT's cluster before the run (see the module's docstring);
+    return their number of threads in all. Raises ``ConfigError``, naming the first worker
+    that fails and how many others do."""
+    address = cfg.cluster
+    nthreads = client.nthreads()
+    if not nthreads:
+        raise ConfigError(f"the Dask scheduler at {address} has no workers: start "
+                          f"`dask worker {address}` on each machine")
+    expected = tuple((source, source_fingerprint(os.path.join(cwd, source)))
+                     for source in cfg.sources)
+    futures = {worker: client.submit(check_worker, cfg, cwd, expected, __version__,
+                                     workers=[worker], allow_other_workers=False,
+                                     pure=False, key=f"s3pput-check-{uuid.uuid4().hex}")
+               for worker in nthreads}
+    problems = []
+    for worker, future in futures.items():
+        try:
+            host, problem = future.result(timeout=CHECK_SECONDS)
+        except (Exception, CancelledError) as err:  # noqa: BLE001 - the worker's story
+            host = "?"
+            problem = (f"cannot run s3pput ({type(err).__name__}: {err}): install s3pput "
+                       "(the same version) on every worker")
+        if problem:
+            problems.append(f"the Dask worker {worker} ({host}) {problem}")
+    if problems:
+        more = f" (and {len(problems) - 1} more of {len(futures)} workers)" \
+            if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more)
+    return sum(nthreads.values())
+
+
+def _run(cfg: Config, client, access, cwd: str, threads: int) -> Dict:
+    # The walker and the statter start by spawn, not fork: a Dask client runs an event
+    # loop on a thread of this process (a LocalCluster its scheduler and nannies too, and
+    # a caller's client was there before we were), and a child forked while other threads
+    # run inherits their locks in whatever state they were in. Spawned children start
+    # clean, for about 0.3 s of imports each; a local run (pipeline) still forks, before
+    # any thread exists.
+    ctx = multiprocessing.get_context("spawn")
+    put_queues = PutQueues(ctx, 1)  # the dispatcher is its one reader
+    stat_queue = ctx.Queue(maxsize=STAT_QUEUE_MESSAGES)
+    stop = ctx.Event()
+    reply_recv, reply_send = ctx.Pipe(duplex=False)
+    spool_dir = tempfile.mkdtemp(prefix="s3pput-")
+    statter = ctx.Process(target=statter_process, name="s3pput-statter",
+                          args=(cfg, stat_queue, reply_send))
+    walker = ctx.Process(target=walker_process, name="s3pput-walker",
+                         args=(cfg, access, spool_dir, put_queues, stat_queue, stop, None))
+    dispatcher = Dispatcher(client, cfg, cwd, put_queues.queues[0], stat_queue.put, stop,
+                            BATCHES_PER_THREAD * threads)
+    interrupted, lost = False, ""
+    try:
+        with Interrupt(stop) as interrupt:
+            with _signals_blocked(signal.SIGINT, signal.SIGTERM):
+                statter.start()
+                walker.start()
+            stat_queue.put(Note("info", f"putters: the Dask cluster at {cfg.cluster}, "
+                                f"{len(client.nthreads())} workers, {threads} threads"))
+            lost = dispatcher.run(walker, statter)
+            interrupted = interrupt.count > 0
+    except KeyboardInterrupt:
+        interrupted = True
+        stop.set()
+        dispatcher.cancel()
+    finally:
+        if not statter.is_alive():
+            walker.kill()  # nobody would read what it has to say
+        walker.join(STOP_GRACE_SECONDS)
+        if walker.is_alive():
+            walker.kill()
+            walker.join()
+        shutil.rmtree(spool_dir, ignore_errors=True)
+        dispatcher.forget()
+    walker_code = walker.exitcode if walker.exitcode else None
+    summary = finish(statter, stat_queue, reply_recv,
+                     Finish(interrupted, (), walker_code, lost))
+    summary["interrupted"] = interrupted
+    return summary
+
+
+class Dispatcher:
+    """The putters' stand-in in the main process: the walker's batches in, one Dask task
+    per batch, at most WINDOW in flight, each task's results out to the statter once."""
+
+    def __init__(self, client, cfg: Config, cwd: str, put_queue, tell, stop, window: int):
+        """TELL(message) sends to the statter; STOP is the run's stop event."""
+        from distributed import as_completed
+
+        self.client = client
+        self.cfg = cfg
+        self.cwd = cwd
+        self.put_queue = put_queue
+        self.tell = tell
+        self.stop = stop
+        self.window = max(2, window)
+        self.run_id = uuid.uuid4().hex[:12]
+        self.in_flight: Dict[object, Tuple[Job, ...]] = {}  # future -> its batch
+        self.done = as_completed(loop=client.loop)  # the client need not be the default
+        self.submitted = 0
+
+    def run(self, walker, statter) -> str:
+        """Dispatch until the walk is over and every batch has come back, or the run stops;
+        return "", or why the files without a result were lost (the scheduler went away).
+        Raises ``FatalError`` if the statter dies."""
+        walk_over = False
+        while True:
+            if self.stop.is_set():
+                self.cancel()
+                return ""
+            if self.client.status != "running":
+                return self._lost()
+            if not statter.is_alive():
+                self.cancel()
+                raise FatalError(f"the statter process died (exit code {statter.exitcode});"
+                                 " the outcome is unknown")
+            busy = False
+            while not walk_over and len(self.in_flight) < self.window:
+                try:
+                    batch = self.put_queue.get_nowait()
+                except queue.Empty:
+                    # A walker that has exited wrote all it ever will (it died if no STOP).
+                    walk_over = walker.exitcode is not None
+                    break
+                busy = True
+                if batch is STOP:
+                    walk_over = True
+                else:
+                    self._submit(batch)
+            for future in self.done.next_batch(block=False):
+                busy = True
+                lost = self._collect(future)
+                if lost:
+                    return lost
+            if walk_over and not self.in_flight:
+                return ""
+            if not busy:
+                time.sleep(POLL_SECONDS)
+
+    def _submit(self, batch: Tuple[Job, ...]) -> None:
+        future = self.client.submit(run_batch, self.run_id, self.cfg, self.cwd, batch,
+                                    key=f"s3pput-{self.run_id}-{self.submitted}")
+        self.submitted += 1
+        self.in_flight[future] = batch
+        self.done.add(future)
+
+    def _collect(self, future) -> str:
+        """Forward the results of a finished task; return why the run lost its files if
+        the task could not tell (the scheduler went away), else ""."""
+        batch = self.in_flight.pop(future, None)
+        if batch is None:
+            return ""  # forwarded already, or cancelled: a batch counts once
+        fatal = ""
+        try:
+            results, fatal = future.result()
+        except CancelledError:
+            return self._lost()
+        except Exception as err:  # noqa: BLE001 - the batch fails, the run goes on
+            from distributed import KilledWorker
+
+            why = "lost: the Dask workers that ran it died" if isinstance(err, KilledWorker) \
+                else f"failed on a Dask worker: {type(err).__name__}: {err}"
+            results = tuple(job.result(FAILED, why) for job in batch)
+        self._forward(batch, results)
+        if fatal:
+            self.tell(Fatal(fatal))
+            self.stop.set()
+        return ""
+
+    def _forward(self, batch: Tuple[Job, ...], results) -> None:
+        once = results_once(batch, results)
+        if once:
+            self.tell(Results(once))
+
+    def _lost(self) -> str:
+        """The scheduler went away: nothing more comes back; the walk stops."""
+        self.in_flight.clear()
+        self.stop.set()
+        return f"the connection to the Dask scheduler at {self.cfg.cluster} was lost"
+
+    def cancel(self) -> None:
+        """The run stops: cancel the tasks in flight, and stop the jobs under way."""
+        futures = list(self.in_flight)
+        self.in_flight.clear()
+        if self.client.status != "running":
+            return
+        with contextlib.suppress(Exception):
+            if futures:
+                self.client.cancel(futures)
+            self.client.run(stop_run, self.run_id, on_error="ignore")
+
+    def forget(self) -> None:
+        """At the end: every worker lets go of the run."""
+        if self.client.status == "running":
+            with contextlib.suppress(Exception):
+                self.client.run(forget_run, self.run_id, on_error="ignore")
