@@ -55,7 +55,9 @@ def probe(store, prefix: str, note: Note = lambda level, text: None) -> bool:
 
     def refused(**condition) -> bool:
         try:
-            store.put(key, body, JSON, **condition)
+            # Other bytes than the first create's: a create-only put that finds its own
+            # bytes in place counts as done (``Store.put``), which would hide a refusal.
+            store.put(key, body + b"again\n", JSON, **condition)
         except PreconditionFailed:
             return True
         except FileError:
