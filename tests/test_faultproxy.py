@@ -150,6 +150,14 @@ def proxy_threads(proxy):
     return [t for t in threading.enumerate() if t.name.startswith(f"faultproxy:{proxy.port}:")]
 
 
+def wait_until(condition, what, timeout=30):
+    """Poll CONDITION until true; TIMEOUT only ends a hang, it measures nothing."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
 # Passing traffic through unchanged
 
 
@@ -341,6 +349,93 @@ def test_delay_then_clear(proxy, conn):
     assert get(conn, "/bytes/1") == (200, pattern(1))
     assert time.monotonic() - started < 0.3
     assert proxy.faults_injected == {"delay": 1}
+
+
+def test_hold_lets_some_through_then_holds_answers_until_release(proxy, target, conn):
+    proxy.hold(methods=["GET"], after=1)
+    assert get(conn, "/bytes/1") == (200, pattern(1))  # the one let through
+    assert get(conn, "/bytes/2", "HEAD")[0] == 200  # not a held method
+    answers = []
+    held = threading.Thread(target=lambda: answers.append(get(conn, "/bytes/3")))
+    held.start()
+    wait_until(lambda: len(target.seen) == 3, "the held request at the target")
+    assert proxy.faults_injected == {"hold": 1}
+    assert answers == []  # the target has answered; the client still waits
+    proxy.release()
+    held.join(30)
+    assert answers == [(200, pattern(3))]
+
+
+def test_release_passes_on_every_held_answer_and_holds_no_more(proxy, target):
+    proxy.hold()
+    answers = []
+
+    def ask(n):
+        with contextlib.closing(connect(proxy, timeout=30)) as conn:
+            answers.append(get(conn, f"/bytes/{n}"))
+
+    waiting = [threading.Thread(target=ask, args=(n,)) for n in (1, 2, 3)]
+    for thread in waiting:
+        thread.start()
+    wait_until(lambda: len(target.seen) == 3, "three requests at the target")
+    wait_until(lambda: proxy.faults_injected["hold"] == 3, "three held answers")
+    assert answers == []
+    proxy.release()
+    for thread in waiting:
+        thread.join(30)
+    assert sorted(answers) == [(200, pattern(n)) for n in (1, 2, 3)]
+    with contextlib.closing(connect(proxy)) as conn:
+        assert get(conn, "/bytes/4") == (200, pattern(4))  # not held
+    assert proxy.faults_injected == {"hold": 3}
+
+
+def test_release_keep_holding_holds_the_later_requests(proxy, target, conn):
+    proxy.hold()
+    answers = []
+    first = threading.Thread(target=lambda: answers.append(get(conn, "/bytes/1")))
+    first.start()
+    wait_until(lambda: proxy.faults_injected["hold"] == 1, "the first held request")
+    proxy.release(keep_holding=True)
+    first.join(30)
+    assert answers == [(200, pattern(1))]
+    second = threading.Thread(target=lambda: answers.append(get(conn, "/bytes/2")))
+    second.start()
+    wait_until(lambda: len(target.seen) == 2, "the second request at the target")
+    assert proxy.faults_injected == {"hold": 2} and len(answers) == 1  # held in its turn
+    proxy.release()
+    second.join(30)
+    assert answers == [(200, pattern(1)), (200, pattern(2))]
+
+
+def test_held_answer_ends_when_the_proxy_stops(target):
+    proxy = FaultProxy(target.server_address[1]).start()
+    proxy.hold()
+    failed = []
+
+    def ask():
+        with contextlib.closing(connect(proxy, timeout=30)) as conn:
+            try:
+                get(conn, "/bytes/1")
+            except (ConnectionError, http.client.HTTPException) as err:
+                failed.append(err)
+
+    waiting = threading.Thread(target=ask)
+    waiting.start()
+    wait_until(lambda: proxy.faults_injected["hold"] == 1, "the held request")
+    proxy.stop(timeout=30)
+    waiting.join(30)
+    assert len(failed) == 1 and proxy_threads(proxy) == []
+
+
+def test_connections_counts_open_client_connections(proxy, target):
+    assert proxy.connections == 0
+    first, second = connect(proxy), connect(proxy)
+    assert get(first, "/bytes/1")[0] == 200 and get(second, "/bytes/1")[0] == 200
+    assert proxy.connections == 2  # both were served, both are still open
+    first.close()
+    wait_until(lambda: proxy.connections == 1, "the proxy to see the first close")
+    second.close()
+    wait_until(lambda: proxy.connections == 0, "the proxy to see the second close")
 
 
 def test_counters_count_and_reset(proxy, conn):
