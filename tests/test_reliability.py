@@ -92,16 +92,13 @@ def object_count(s3, bucket: str) -> int:
     return len(keys_of(s3, bucket))
 
 
-def settled_keys(s3, bucket: str) -> Dict[str, dict]:
-    """``keys_of`` once the bucket has stopped changing: after a run was killed, requests
-    the proxy had already passed on may still be landing for a moment."""
-    found = keys_of(s3, bucket)
-    while True:
-        time.sleep(0.3)
-        again = keys_of(s3, bucket)
-        if again == found:
-            return found
-        found = again
+def settled_keys(s3, bucket: str, proxy: FaultProxy) -> Dict[str, dict]:
+    """``keys_of`` once nothing more can land: call it when the run's processes are gone
+    and nothing is held. A request the proxy passed on may still be with the store after
+    its client was killed; once the proxy has no client connection left, every request
+    has been answered by the store (or was cut short before the store had all of it)."""
+    wait_until(lambda: proxy.connections == 0, "the proxy's last client connection to end")
+    return keys_of(s3, bucket)
 
 
 def assert_rerun_put_only_what_was_missing(again, bucket: str, files, present) -> None:
@@ -121,11 +118,10 @@ def assert_rerun_put_only_what_was_missing(again, bucket: str, files, present) -
 
 
 def rerun_puts_only_what_is_missing(cli, s3, bucket: str, state, src, files,
-                                    present=None) -> None:
-    """Re-run on SRC after a crash or a stop (PRESENT: what the bucket held before, read
-    now if not given): it must complete, put only what was missing, and leave every
+                                    present) -> None:
+    """Re-run on SRC after a crash or a stop (PRESENT: what the bucket held before, from
+    ``settled_keys``): it must complete, put only what was missing, and leave every
     file's bytes in the bucket."""
-    present = settled_keys(s3, bucket) if present is None else present
     again = cli("--bucket", bucket, "--json", "--state", state, "-v", src)
     assert_rerun_put_only_what_was_missing(again, bucket, files, present)
     assert_bucket_holds(s3, bucket, files)
@@ -466,6 +462,7 @@ def test_signal_mid_run_stops_all_processes_within_5s_exit_130_then_rerun(
             time.sleep(0.02)
         left = [p for p in tree if alive(p)]
         code = run.wait()
+        stored = settled_keys(s3, bucket, proxy)
     assert not left, f"still running {STOP_SECONDS} s after {signame}: {left}"
     assert not processes_mentioning(bucket), "orphans left behind"
     assert code == 130, run.stderr[-3000:]
@@ -480,7 +477,6 @@ def test_signal_mid_run_stops_all_processes_within_5s_exit_130_then_rerun(
     assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     rows = db.execute("SELECT key, etag FROM objects").fetchall()
     db.close()
-    stored = settled_keys(s3, bucket)
     assert len(rows) == summary["uploaded"]
     for key, etag in rows:
         assert key in stored and stored[key]["ETag"].strip('"') == etag, key
@@ -503,6 +499,7 @@ def test_putter_killed_mid_run_exit_1_lost_files_failed_then_rerun(cli, s3, s3se
         assert len(putters) == 2, putters
         os.kill(putters[0], signal.SIGKILL)
         code = run.wait()
+        present = settled_keys(s3, bucket, proxy)
     stderr = run.stderr
     assert code == 1, stderr[-3000:]
     assert "Traceback" not in stderr, stderr[-3000:]
@@ -517,8 +514,6 @@ def test_putter_killed_mid_run_exit_1_lost_files_failed_then_rerun(cli, s3, s3se
         assert "lost: its putter process died (exit code -9)" == failure["reason"], failure
         assert f"failed {failure['path']} -> " in logged
     assert "lost: its putter process died (exit code -9)" in stderr
-
-    present = settled_keys(s3, bucket)
     rerun_puts_only_what_is_missing(cli, s3, bucket, state, src, files, present)
 
 
@@ -539,6 +534,7 @@ def test_putter_killed_while_waiting_for_work_run_ends_exit_1_then_rerun(
         assert proxy.by_method["PUT"] == 0  # nothing was queued yet: the putter is idle
         os.kill(workers(run.pid, "putter")[0], signal.SIGKILL)
         code = run.wait(timeout=20)  # it would end in about 3 s
+        present = settled_keys(s3, bucket, proxy)
     stderr = run.stderr
     summary = summary_of(run.stdout)
     assert_adds_up(summary)
@@ -548,7 +544,7 @@ def test_putter_killed_while_waiting_for_work_run_ends_exit_1_then_rerun(
     assert any("putter process died" in error for error in summary["errors"])
     for failure in summary["failures"]:
         assert "putter process died" in failure["reason"], failure
-    rerun_puts_only_what_is_missing(cli, s3, bucket, state, src, files)
+    rerun_puts_only_what_is_missing(cli, s3, bucket, state, src, files, present)
 
 
 def test_whole_run_killed_with_sigkill_journal_consistent_rerun_puts_the_rest(
@@ -562,11 +558,11 @@ def test_whole_run_killed_with_sigkill_journal_consistent_rerun_puts_the_rest(
         wait_until(lambda: object_count(s3, bucket) >= 60, "60 objects were stored", run)
         os.killpg(run.pid, signal.SIGKILL)  # a crash of everything, at any instant
         assert run.wait() == -signal.SIGKILL
+        stored = settled_keys(s3, bucket, proxy)
     db = sqlite3.connect(state)
     assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     rows = db.execute("SELECT key, etag FROM objects").fetchall()
     db.close()
-    stored = settled_keys(s3, bucket)
     assert rows, "nothing was journaled in the seconds before the crash"
     for key, etag in rows:  # the journal never claims more than the store holds
         assert key in stored and stored[key]["ETag"].strip('"') == etag, key
@@ -585,13 +581,14 @@ def test_walker_killed_mid_run_run_ends_exit_1_then_rerun(cli, s3, s3server, buc
         [walker] = workers(run.pid, "walker")
         os.kill(walker, signal.SIGKILL)
         code = run.wait(timeout=12)  # what was queued goes up in about 3 s
+        present = settled_keys(s3, bucket, proxy)
     stderr = run.stderr
     summary = summary_of(run.stdout)
     assert_adds_up(summary)
     assert summary["walk_complete"] is False
     assert "walk" in stderr, stderr[-3000:]  # the broken walk is reported
     assert code == 1, stderr[-3000:]
-    rerun_puts_only_what_is_missing(cli, s3, bucket, state, src, files)
+    rerun_puts_only_what_is_missing(cli, s3, bucket, state, src, files, present)
 
 
 # -- sources that change under the run -----------------------------------------------------
