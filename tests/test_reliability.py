@@ -40,6 +40,7 @@ from devtools.locals3 import LocalS3
 MiB = 1024 * 1024
 FINISH_SECONDS = 120  # generous: a run that has not ended by then hangs
 STOP_SECONDS = 5  # the bound from a Ctrl+C/SIGTERM to every process gone
+INFLIGHT = 16  # --inflight of the runs that count held requests (the default)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -455,16 +456,13 @@ def test_signal_mid_run_stops_all_processes_within_5s_exit_130_then_rerun(
     files = small_files(300)
     make_tree(src, files)
     with FaultProxy(s3server.port) as proxy:
-        proxy.delay(0.2, methods=["PUT"])  # about 80 files/s: several seconds of run
+        # 64 files go up, then the answers to every PUT are held: the run is mid-run,
+        # every putter thread in a request, until the test releases them
+        proxy.hold(methods=["PUT"], after=64)
         run = Run(cli, "--bucket", bucket, "--endpoint-url", proxy.url, "--json",
-                  "--state", state, src)
-        wait_until(lambda: object_count(s3, bucket) >= 20, "20 objects were stored", run)
-        if hung_requests:
-            # every request from now on goes unanswered (within the default 60 s timeout):
-            # the in-flight uploads can neither finish nor fail before the stop bound
-            proxy.blackhole()
-            wait_until(lambda: proxy.faults_injected["blackhole"] >= 16,
-                       "requests in flight into the black hole", run)
+                  "--state", state, "--inflight", INFLIGHT, src)
+        wait_until(lambda: proxy.faults_injected["hold"] >= 2 * INFLIGHT,
+                   "every request of both putters held", run)
         tree = [identity(pid) for pid in [run.pid, *descendants(run.pid)]]
         assert len(tree) >= 4, tree  # main, statter, 2 putters (and the walker, if still on)
         signum = getattr(signal, signame)
@@ -473,10 +471,16 @@ def test_signal_mid_run_stops_all_processes_within_5s_exit_130_then_rerun(
             os.killpg(run.pid, signum)  # what a terminal does on Ctrl+C
         else:
             os.kill(run.pid, signum)
+        if not hung_requests:
+            # the uploads in flight finish (a request started after the stop would wait)
+            proxy.release(keep_holding=True)
+        # else: they stay unanswered (the default timeout is 60 s): they can neither
+        # finish nor fail within the stop bound
         while any(alive(p) for p in tree) and time.monotonic() - sent_at < STOP_SECONDS:
             time.sleep(0.02)
         left = [p for p in tree if alive(p)]
         code = run.wait()
+        proxy.release()
         stored = settled_keys(s3, bucket, proxy)
     assert not left, f"still running {STOP_SECONDS} s after {signame}: {left}"
     assert not processes_mentioning(bucket), "orphans left behind"
@@ -485,7 +489,7 @@ def test_signal_mid_run_stops_all_processes_within_5s_exit_130_then_rerun(
     summary = summary_of(run.stdout)
     assert summary["interrupted"] is True
     assert_adds_up(summary)
-    assert 1 <= summary["uploaded"] < len(files)
+    assert 64 <= summary["uploaded"] <= 64 + 2 * INFLIGHT
 
     # the journal is a consistent SQLite file, and records only what the bucket holds
     db = sqlite3.connect(state)
