@@ -510,13 +510,16 @@ def test_putter_killed_mid_run_exit_1_lost_files_failed_then_rerun(cli, s3, s3se
     make_tree(src, files)
     log = tmp_path / "run.log"
     with FaultProxy(s3server.port) as proxy:
-        proxy.delay(0.2, methods=["PUT"])
+        # 64 files go up, then every answer is held: each putter holds jobs when killed
+        proxy.hold(methods=["PUT"], after=64)
         run = Run(cli, "--bucket", bucket, "--endpoint-url", proxy.url, "--json",
-                  "--state", state, "--log-file", log, src)
-        wait_until(lambda: object_count(s3, bucket) >= 20, "20 objects were stored", run)
+                  "--state", state, "--log-file", log, "--inflight", INFLIGHT, src)
+        wait_until(lambda: proxy.faults_injected["hold"] >= 2 * INFLIGHT,
+                   "every request of both putters held", run)
         putters = workers(run.pid, "putter")
         assert len(putters) == 2, putters
         os.kill(putters[0], signal.SIGKILL)
+        proxy.release()
         code = run.wait()
         present = settled_keys(s3, bucket, proxy)
     stderr = run.stderr
@@ -543,16 +546,17 @@ def test_putter_killed_while_waiting_for_work_run_ends_exit_1_then_rerun(
     files = small_files(40, dirs=1)
     make_tree(src, files)
     with FaultProxy(s3server.port) as proxy:
-        # Every listing is held back 2 s: first the up-front check's one-key listing,
-        # then the walker's listing of the destination, while the putters wait for work.
-        proxy.delay(2.0, methods=["GET"])
+        # The up-front check's one-key listing goes through; the answer to the walker's
+        # listing of the destination is held: no job can be queued, the putters wait.
+        proxy.hold(methods=["GET"], after=1)
         run = Run(cli, "--bucket", bucket, "--endpoint-url", proxy.url, "--json",
                   "--state", state, src)
-        wait_until(lambda: proxy.by_method["GET"] >= 2, "the walker's listing", run)
+        wait_until(lambda: proxy.faults_injected["hold"] >= 1, "the walker's listing", run)
         wait_until(lambda: len(workers(run.pid, "putter")) == 2, "two putters", run)
         assert proxy.by_method["PUT"] == 0  # nothing was queued yet: the putter is idle
         os.kill(workers(run.pid, "putter")[0], signal.SIGKILL)
-        code = run.wait(timeout=20)  # it would end in about 3 s
+        proxy.release()
+        code = run.wait()
         present = settled_keys(s3, bucket, proxy)
     stderr = run.stderr
     summary = summary_of(run.stdout)
@@ -596,13 +600,17 @@ def test_walker_killed_mid_run_run_ends_exit_1_then_rerun(cli, s3, s3server, buc
     files = small_files(500)  # 8 batches: the walker waits on the full queue when killed
     make_tree(src, files)
     with FaultProxy(s3server.port) as proxy:
-        proxy.delay(0.1, methods=["PUT"])
+        # No PUT is answered until the walker is dead: the putters and their queues hold
+        # at most 6 batches, so the walker is still on, waiting for room, when killed.
+        proxy.hold(methods=["PUT"])
         run = Run(cli, "--bucket", bucket, "--endpoint-url", proxy.url, "--json",
-                  "--state", state, src)
-        wait_until(lambda: object_count(s3, bucket) >= 20, "20 objects were stored", run)
+                  "--state", state, "--inflight", INFLIGHT, src)
+        wait_until(lambda: proxy.faults_injected["hold"] >= 2 * INFLIGHT,
+                   "every request of both putters held", run)
         [walker] = workers(run.pid, "walker")
         os.kill(walker, signal.SIGKILL)
-        code = run.wait(timeout=12)  # what was queued goes up in about 3 s
+        proxy.release()
+        code = run.wait()
         present = settled_keys(s3, bucket, proxy)
     stderr = run.stderr
     summary = summary_of(run.stdout)
