@@ -343,7 +343,9 @@ class FaultProxy:
     Attributes: `port` and `url` once started; counters `requests`, `by_method`
     and `faults_injected` (Counters, so a missing key reads 0), and `copies` (the
     requests that carry x-amz-copy-source: server-side copies, PUTs in `by_method`);
-    `connections`, the client connections open now; with
+    `connections`, the client connections open now. Requests are counted when their
+    head arrives, before they are passed on: once a client has its answers, its
+    requests are all counted. With
     `record_times=True`, `request_times` lists (time.monotonic() when the head
     arrived, method) of every request, in arrival order; with `record_heads=True`,
     `request_heads` lists (method, target, headers) of every request. Fault settings
