@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test unit bench bench-quick clean
+.PHONY: setup demo test test-stress unit bench bench-quick clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# The whole suite with two CPU hogs beside it (not in CI): RUNS=5 for five runs in a row.
+RUNS ?= 1
+test-stress: $(STAMP)
+	$(PY) -m devtools.stress --runs $(RUNS)
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests -m "not server"

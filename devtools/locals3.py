@@ -6,8 +6,8 @@ stopped by its process id (never by name). Without ``s3_config`` it accepts any 
 key; with it (a JSON identities file) it enforces credentials. ``kill()`` then
 ``restart()`` is a crash and a comeback: the same ports, the same data directory.
 
-Run ``python -m devtools.locals3`` to start one by hand; it prints its endpoint and stops
-on Ctrl+C.
+Run ``python -m devtools.locals3`` to start one by hand; it prints its endpoint and the
+server's pid, and stops the server on Ctrl+C or SIGTERM.
 
 HTTPS: ``LocalS3(tls=(cert_file, key_file))`` also serves S3 over TLS with that certificate
 on ``https_endpoint`` (the plain ``endpoint`` stays, for an independent client or metrics).
@@ -259,15 +259,27 @@ class LocalS3:
         self.stop()
 
 
+def _stop_signal(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    server = LocalS3(buckets=sys.argv[1:], metrics=True).start()
-    print(f"SeaweedFS S3 on {server.endpoint} (pid {server.process.pid}); Ctrl+C stops it",
-          flush=True)
+    """Serve until Ctrl+C or SIGTERM (or until weed exits), then stop the server. The
+    server runs in a session of its own (a Ctrl+C at the terminal does not reach it), so
+    it is stopped here, whichever signal came, even one during start-up."""
+    signal.signal(signal.SIGTERM, _stop_signal)
+    signal.signal(signal.SIGHUP, _stop_signal)  # the terminal went away
+    server = LocalS3(buckets=sys.argv[1:], metrics=True)
     try:
+        server.start()
+        print(f"SeaweedFS S3 on {server.endpoint} (pid {server.process.pid}); "
+              "Ctrl+C or SIGTERM stops it", flush=True)
         server.process.wait()
     except KeyboardInterrupt:
         pass
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # a second signal must not cut the stop
         server.stop()
 
 

@@ -2,10 +2,11 @@
 
 FaultProxy sits on the loopback interface between an S3 client (boto3 over
 plain http) and a local S3 server, and for each request it may answer with an
-S3 error itself, reset the connection, delay the response or swallow the
-request. Everything else passes through unchanged: message heads are parsed
-only to find where each message ends, and no byte is rewritten (SigV4 signs
-the Host header, so the proxy must not touch it).
+S3 error itself, reset the connection, delay the response, swallow the
+request, or hold the response back until the test releases it. Everything else
+passes through unchanged: message heads are parsed only to find where each
+message ends, and no byte is rewritten (SigV4 signs the Host header, so the
+proxy must not touch it).
 
     with FaultProxy(s3_port, seed=1) as proxy:
         proxy.fail_fraction(0.3, methods=["PUT"])
@@ -20,6 +21,10 @@ store that ignores them; SigV4 signs them, so only a store that does not check
 signatures accepts the result, as SeaweedFS without an identities config does), and
 ``refuse_request_headers(status, code, *names)`` answers requests carrying them with that
 error (a store that does not implement them).
+
+`hold` is how a test makes a run slow on purpose without guessing how slow: the
+requests reach the store, their answers wait until `release()`, so the run stays
+"mid-run" for as long as the test needs, however fast or busy the machine is.
 
 Which requests a fault hits is drawn from one random.Random(seed), three draws
 per request whatever faults are set: the same sequence of requests meets the
@@ -54,7 +59,7 @@ CHUNKED = "chunked"
 UNTIL_EOF = "until-eof"
 
 # Fault kinds, the keys of FaultProxy.faults_injected.
-FAIL, RESET, DELAY, BLACKHOLE = "fail", "reset", "delay", "blackhole"
+FAIL, RESET, DELAY, BLACKHOLE, HOLD = "fail", "reset", "delay", "blackhole", "hold"
 # requests a gate held; requests that lost headers; requests refused for their headers
 HELD, STRIPPED, REFUSED = "held", "stripped", "refused"
 
@@ -313,6 +318,7 @@ class Decision(NamedTuple):
     reset: bool = False
     fail: Optional[Rule] = None
     delay: float = 0.0
+    hold: Optional[threading.Event] = None  # set when the held answer may go
 
 
 def _rule(fraction, methods, **extra):
@@ -336,12 +342,16 @@ class FaultProxy:
 
     Attributes: `port` and `url` once started; counters `requests`, `by_method`
     and `faults_injected` (Counters, so a missing key reads 0), and `copies` (the
-    requests that carry x-amz-copy-source: server-side copies, PUTs in `by_method`); with
+    requests that carry x-amz-copy-source: server-side copies, PUTs in `by_method`);
+    `connections`, the client connections open now. Requests are counted when their
+    head arrives, before they are passed on: once a client has its answers, its
+    requests are all counted. With
     `record_times=True`, `request_times` lists (time.monotonic() when the head
     arrived, method) of every request, in arrival order; with `record_heads=True`,
     `request_heads` lists (method, target, headers) of every request. Fault settings
     may change at any time while it runs; they apply to requests whose head
-    arrives afterwards. Precedence per request: blackhole, reset, fail, delay.
+    arrives afterwards. Precedence per request: blackhole, reset, fail, then hold and
+    delay (a held answer is delayed after its release).
     A stopped proxy cannot be started again: make a new one.
     """
 
@@ -357,6 +367,9 @@ class FaultProxy:
         self._listener = None
         self._threads = []
         self._conns = set()  # every open Conn, so stop() can wake their threads
+        self._clients = 0  # client connections being served
+        self._hold = self._hold_gate = None  # which requests to hold, and their gate
+        self._hold_passes = 0
         self._record_times = record_times
         self._record_heads = record_heads
         self.clear()
@@ -437,8 +450,30 @@ class FaultProxy:
         with self._lock:
             self._blackhole = on
 
+    def hold(self, *, methods=None, after=0):
+        """Let `after` more requests (of `methods`, default all) through, then hold the
+        answer to every later one until `release()`: the request reaches the target (the
+        store does the work) but the client waits for its answer, for as long as the test
+        needs. faults_injected["hold"] counts the held requests."""
+        with self._lock:
+            self._hold = _rule(1.0, methods)
+            self._hold_passes = after
+            self._hold_gate = threading.Event()
+
+    def release(self, *, keep_holding=False):
+        """Pass on every held answer; hold no more, or (keep_holding) hold the answers
+        to later requests as before, until the next release."""
+        with self._lock:
+            if self._hold_gate is not None:
+                self._hold_gate.set()
+            if keep_holding and self._hold is not None:
+                self._hold_gate = threading.Event()
+            else:
+                self._hold = self._hold_gate = None
+
     def clear(self):
-        """No more faults."""
+        """No more faults (held answers are released)."""
+        self.release()
         with self._lock:
             self._fail = self._reset = self._delay = None
             self._blackhole = False
@@ -464,6 +499,14 @@ class FaultProxy:
     def faults_injected(self):
         with self._lock:
             return collections.Counter(self._faults_injected)
+
+    @property
+    def connections(self):
+        """Client connections open now. 0 once the clients are gone means that every
+        request they sent through the proxy has been answered by the target (or was cut
+        short before the target had all of it): nothing more will land."""
+        with self._lock:
+            return self._clients
 
     @property
     def request_times(self):
@@ -559,11 +602,19 @@ class FaultProxy:
                 decision, kind = Decision(), None
             if kind:
                 self._faults_injected[kind] += 1
+            if kind in (None, DELAY) and self._hold and self._hold.hits(method, 0.0):
+                if self._hold_passes > 0:
+                    self._hold_passes -= 1
+                else:
+                    decision = decision._replace(hold=self._hold_gate)
+                    self._faults_injected[HOLD] += 1
             return decision
 
     def _serve(self, sock):
         """Serve one client connection, request after request, until either side closes."""
         client, upstream = self._open(sock), None
+        with self._lock:
+            self._clients += 1
         try:
             while (request := client.read_head()) is not None:
                 decision = self._decide(request.start[0], request)
@@ -582,7 +633,7 @@ class FaultProxy:
                 if decision.fail:
                     keep_alive = self._answer_error(client, request, decision.fail)
                 else:
-                    upstream, keep_alive = self._forward(client, upstream, request, decision.delay)
+                    upstream, keep_alive = self._forward(client, upstream, request, decision)
                 if not keep_alive:
                     return
         except (_Stopped, OSError, ValueError):
@@ -590,6 +641,8 @@ class FaultProxy:
         finally:
             self._close(client)
             self._close(upstream)
+            with self._lock:
+                self._clients -= 1
 
     def _pass_gates_and_strip(self, request):
         """Wait at every gate REQUEST matches; return it without the stripped headers."""
@@ -645,7 +698,7 @@ class FaultProxy:
         client.send(head + body)
         return keep_alive
 
-    def _forward(self, client, upstream, request, delay):
+    def _forward(self, client, upstream, request, decision):
         """Pass one request upstream and its response back; returns (upstream, keep_alive)."""
         if upstream and upstream.has_input():
             # Between responses an upstream connection has nothing to say: this is its EOF.
@@ -672,7 +725,7 @@ class FaultProxy:
                 if int(response.start[1]) != 100:
                     # A final answer before the body: the client may or may not send the body
                     # now, so nobody knows where the next request would begin. Close after it.
-                    self._relay_response(upstream, client, method, response, delay)
+                    self._relay_response(upstream, client, method, response, decision)
                     self._close(upstream)
                     return None, False
                 client.send(response.raw)
@@ -684,14 +737,18 @@ class FaultProxy:
             if int(response.start[1]) >= 200:
                 break
             client.send(response.raw)  # an interim 1xx (100 Continue): no body, a final one follows
-        framing = self._relay_response(upstream, client, method, response, delay)
+        framing = self._relay_response(upstream, client, method, response, decision)
         if framing == UNTIL_EOF or not response.keeps_alive():
             self._close(upstream)
             return None, False
         return upstream, request.keeps_alive()
 
-    def _relay_response(self, upstream, client, method, response, delay):
-        if delay and self._stopping.wait(delay):
+    def _relay_response(self, upstream, client, method, response, decision):
+        if decision.hold is not None:
+            while not decision.hold.wait(_TICK):
+                if self._stopping.is_set():
+                    raise _Stopped("proxy stopping")
+        if decision.delay and self._stopping.wait(decision.delay):
             raise _Stopped("proxy stopping")
         framing = response_body(method, response)
         client.send(response.raw)
