@@ -552,14 +552,18 @@ def test_putter_killed_while_waiting_for_work_run_ends_exit_1_then_rerun(
         cli, s3, s3server, bucket, src, state):
     # A putter that dies holding no job must neither hang the run (each putter reads its
     # own queue: no shared lock dies with it) nor go unnoticed (exit 1, said on stderr).
-    files = small_files(40, dirs=1)
+    # 1,100 files are in the bucket already, so the listing has two pages: the up-front
+    # check reads the first, and the answer to the walker's second is held: the walker
+    # skips what it knows (--put add) and waits for the rest, and no job is queued.
+    present_first = small_files(1100, size=16, dirs=10, tag="old")
+    make_tree(src, present_first)
+    assert cli("--bucket", bucket, "--no-state", "--json", src).returncode == 0
+    files = {**present_first, **small_files(40, dirs=1, tag="new")}
     make_tree(src, files)
     with FaultProxy(s3server.port) as proxy:
-        # The up-front check's one-key listing goes through; the answer to the walker's
-        # listing of the destination is held: no job can be queued, the putters wait.
         proxy.hold(methods=["GET"], after=1)
         run = Run(cli, "--bucket", bucket, "--endpoint-url", proxy.url, "--json",
-                  "--state", state, src)
+                  "--put", "add", "--state", state, src)
         wait_until(lambda: proxy.faults_injected["hold"] >= 1, "the walker's listing", run)
         wait_until(lambda: len(workers(run.pid, "putter")) == 2, "two putters", run)
         assert proxy.by_method["PUT"] == 0  # nothing was queued yet: the putter is idle
