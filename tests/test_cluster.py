@@ -37,6 +37,7 @@ from test_reliability import (
     identity,
     object_count,
     rerun_puts_only_what_is_missing,
+    settled_keys,
     small_files,
     summary_of,
     wait_until,
@@ -280,14 +281,14 @@ def dask_cluster(s3server, tmp_path):
 
     scheduler = start("scheduler", "--host", "127.0.0.1", "--port", str(port),
                       "--no-dashboard")
-    start("worker", address, "--nworkers", "2", "--nthreads", "2", "--host", "127.0.0.1",
-          "--no-dashboard")
+    workers = start("worker", address, "--nworkers", "2", "--nthreads", "2", "--host",
+                    "127.0.0.1", "--no-dashboard")
 
     def registered() -> int:
         return (tmp_path / "dask-0.log").read_text().count("Register worker")
 
     wait_until(lambda: registered() >= 2, "two workers registered with the scheduler")
-    yield address, scheduler
+    yield address, scheduler, workers
     for process in started:
         try:
             os.killpg(process.pid, signal.SIGKILL)
@@ -298,7 +299,7 @@ def dask_cluster(s3server, tmp_path):
 
 def test_scheduler_killed_mid_run_exit_1_every_unfinished_file_named_then_rerun(
         cli, s3, s3server, bucket, tmp_path, dask_cluster):
-    address, scheduler = dask_cluster
+    address, scheduler, workers = dask_cluster
     files = small_files(300)
     src = make_tree(tmp_path / "src", files)
     state = tmp_path / "state.sqlite"
@@ -311,6 +312,10 @@ def test_scheduler_killed_mid_run_exit_1_every_unfinished_file_named_then_rerun(
         wait_until(lambda: object_count(s3, bucket) >= 20, "20 objects were stored", run)
         os.killpg(scheduler.pid, signal.SIGKILL)
         code = run.wait()
+        # The workers outlive their scheduler and may still be putting: end them, then
+        # read what the bucket holds once nothing more can land.
+        os.killpg(workers.pid, signal.SIGKILL)
+        present = settled_keys(s3, bucket, proxy)
     stderr = run.stderr
     assert code == 1, stderr[-3000:]
     assert "Traceback" not in stderr and "distributed" not in stderr, stderr[-3000:]
@@ -324,7 +329,7 @@ def test_scheduler_killed_mid_run_exit_1_every_unfinished_file_named_then_rerun(
         assert failure["reason"] == f"lost: {why}", failure
         assert f"failed {failure['path']} -> " in logged
         assert f"failed {failure['path']} -> " in stderr
-    rerun_puts_only_what_is_missing(cli, s3, bucket, state, src, files)
+    rerun_puts_only_what_is_missing(cli, s3, bucket, state, src, files, present)
 
 
 def test_ctrl_c_on_cluster_local_2_cancels_the_run_exit_130_no_process_left_then_rerun(
@@ -341,6 +346,9 @@ def test_ctrl_c_on_cluster_local_2_cancels_the_run_exit_130_no_process_left_then
         processes = [identity(pid) for pid in descendants(run.pid)]
         os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl+C does
         code = run.wait(timeout=30)
+        wait_until(lambda: not any(alive(process) for process in processes),
+                   "every process of the run has ended", timeout=10)
+        present = settled_keys(s3, bucket, proxy)
     stderr = run.stderr
     assert code == 130, stderr[-3000:]
     # Workers, walker and statter ignore the terminal's Ctrl+C (no traceback from any);
@@ -353,7 +361,7 @@ def test_ctrl_c_on_cluster_local_2_cancels_the_run_exit_130_no_process_left_then
     assert summary["interrupted"]
     if summary["failed"]:
         assert re.search(r"[\d,]+ files not finished: the run was stopped", stderr)
-    rerun_puts_only_what_is_missing(cli, s3, bucket, state, src, files)
+    rerun_puts_only_what_is_missing(cli, s3, bucket, state, src, files, present)
 
 
 # -- refused up front ----------------------------------------------------------------------
