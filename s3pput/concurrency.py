@@ -43,6 +43,7 @@ class Controller:
         self.maximum = max(self.minimum, maximum)
         self.limit = min(max(initial, self.minimum), self.maximum)
         self.peak = self.limit  # the highest limit so far (for -vv)
+        self.halvings = 0  # times the limit was halved for throttling (for -vv)
         self.slow_start = True
         self.latencies: List[float] = []
         self.throttled = False  # the limit was halved for throttling in this window
@@ -54,6 +55,7 @@ class Controller:
         once per window (the requests in flight meanwhile were sent at the old limit)."""
         if not self.throttled:
             self.throttled = True
+            self.halvings += 1
             self.limit = max(self.minimum, self.limit // 2)
             self.slow_start = False
         return self.limit

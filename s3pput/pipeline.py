@@ -160,7 +160,8 @@ def putter_process(cfg: Config, index: int, put_queues: PutQueues, stat_queue, s
     putter.run(lambda timeout: put_queue.get(timeout=timeout), STOP_GRACE_SECONDS - 1)
     controller = transfer.limiter.controller
     stat_queue.put(Note("debug", f"putter {index}: requests in flight: limit "
-                        f"{controller.limit} at the end, {controller.peak} at most"))
+                        f"{controller.limit} at the end, {controller.peak} at most, halved "
+                        f"{controller.halvings} times for throttling"))
     stat_queue.close()
     stat_queue.join_thread()
     if stop.is_set():

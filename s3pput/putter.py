@@ -44,8 +44,8 @@ def make_transfer(cfg: Config, stop, slots_value=None, rate_state=None
     and RATE_STATE the shared ``--limit`` and ``--max-rate`` state (None: none)."""
     fixed = cfg.inflight is not None
     most = cfg.inflight if fixed else cfg.max_inflight
-    limiter = Limiter(Controller(cfg.inflight or INITIAL_INFLIGHT, MIN_INFLIGHT, most),
-                      fixed=fixed)
+    start = most if fixed else min(INITIAL_INFLIGHT, most)
+    limiter = Limiter(Controller(start, min(MIN_INFLIGHT, start), most), fixed=fixed)
     part_threads = 2 * PARTS_IN_FLIGHT
     store = make_store(cfg, most + HEADROOM + part_threads)
     store.on_throttle = limiter.throttled
