@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test unit bench bench-quick clean
+.PHONY: setup demo test unit bench bench-wan bench-quick clean
 
 setup: $(STAMP)
 
@@ -31,11 +31,18 @@ $(VENV)/.bench-installed: $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	@touch $@
 
+# loopback (about 8 minutes), then the WAN runs through a latency proxy (about 15)
 bench: $(VENV)/.bench-installed
 	$(PY) -m bench
+	$(PY) -m bench --wan
 
+bench-wan: $(VENV)/.bench-installed
+	$(PY) -m bench --wan
+
+# smoke runs (CI): loopback, then the WAN smoke (40 ms, 200 files, s3pput and s5cmd)
 bench-quick: $(VENV)/.bench-installed
 	$(PY) -m bench --quick
+	$(PY) -m bench --wan --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info bench/results

@@ -34,6 +34,9 @@ class Measured:
     peak_pss: Optional[int] = None  # bytes, sum of Pss (shared pages counted once)
     peak_processes: int = 0
     server_cpu: float = float("nan")  # CPU seconds of the local server during the run
+    # with a latency proxy in between: its CPU seconds and the connections it accepted
+    proxy_cpu: Optional[float] = None
+    proxy_connections: Optional[int] = None
     # [(pid, peak VmRSS bytes)] of each process of the tree, the root first, then its
     # descendants in order of process id (for a fork-only tree: order of start)
     process_peaks: List[tuple] = field(default_factory=list)
