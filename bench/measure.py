@@ -161,6 +161,9 @@ def run(argv: List[str], *, env: Dict[str, str], cwd: str, timeout: float,
             _kill_tree(process)
             process.wait()
             returncode = None
+        except BaseException:  # Ctrl+C: the command must not outlive the harness
+            _kill_tree(process)
+            raise
         wall = time.perf_counter() - started
         if sampler:
             sampler.stop()

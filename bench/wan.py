@@ -79,6 +79,7 @@ def run_wan(settings: Settings) -> int:
                     entry["proxy"] = _proxy_delta(before, proxy.stats())
                     log(f"  proxy at {rtt:g} ms: {entry['proxy']}")
                 entry["seconds"] = round(time.monotonic() - began, 1)
+                log(f"  round trip {rtt:g} ms: {entry['seconds']} s")
         finally:
             if proxy is not None:
                 proxy.stop()

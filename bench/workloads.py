@@ -92,6 +92,16 @@ class Context:
         self.server.create_bucket(name)
         return name
 
+    def discard(self, bucket: str) -> None:
+        """Delete BUCKET with its objects once its run is checked. SeaweedFS gives every
+        bucket a volume of its own and has a fixed number of them (78 on this machine's
+        disk); only deleting a bucket gives its volume back."""
+        try:
+            verify.empty_bucket(self.client, bucket)
+            self.client.delete_bucket(Bucket=bucket)
+        except Exception as err:  # noqa: BLE001 - only housekeeping
+            self.log(f"    (could not delete bucket {bucket}: {err})")
+
     def run_dir(self, label: str) -> str:
         path = os.path.join(self.work_dir, "runs", f"{next(self.counter):04d}-{label}")
         os.makedirs(path)
@@ -242,6 +252,7 @@ def cold_upload_turn(ctx: Context, workload: str, tool: str, turn: int, argv, bu
     requests = diff_counts(before, ctx.requests(bucket))
     check = verify.check_tree(ctx.client, bucket, PREFIX, source, relpaths,
                               sample=sample, seed=turn)
+    ctx.discard(bucket)
     problem = None
     if tool == "s3pput":
         problem = summary_problem(s3pput_summary(measured), uploaded=len(relpaths),
@@ -260,6 +271,7 @@ def warm_up(ctx: Context, source: str, contenders: List[Tuple[str, str]]) -> Non
             bucket = ctx.fresh_bucket("warmup", tool)
             measured = ctx.run(ctx.commands.cold(tool, source, bucket, PREFIX, variant),
                                ctx.run_dir(f"warmup-{tool}"))
+            ctx.discard(bucket)
             ctx.log(f"    warm-up {label(tool, variant):<8} wall {measured.wall:.2f} s "
                     "(not counted)")
 
@@ -437,6 +449,7 @@ def photos(ctx: Context) -> dict:
                     {f"{PREFIX}/original/{k}": n for k, n in numbered.items()},
                     [f"{PREFIX}/thumbnail/{k}" for k in numbered], (200, 300),
                     sample=s.md5_sample, seed=turn)
+                ctx.discard(bucket)
                 problem = None
                 if who == "s3pput":
                     problem = summary_problem(s3pput_summary(measured),
@@ -488,10 +501,6 @@ def large(ctx: Context) -> dict:
                                       rate=lambda wall: total / wall / 1e6)
             runs[tool].append(record)
             _say(ctx, tool, turn, record, "MB/s")
-            try:
-                verify.empty_bucket(ctx.client, bucket)  # give the disk back
-            except Exception as err:  # noqa: BLE001 - only housekeeping
-                ctx.log(f"    (could not empty {bucket}: {err})")
     rows = [make_row("large", t, "MB/s", runs[t], argv=argvs.get(t)) for t in tools]
     rows += [unavailable_row("large", ctx.tools[t], "MB/s") for t in ("s3pput", "s5cmd")
              if t in ctx.tools and not ctx.tools[t].available]
@@ -623,8 +632,10 @@ def images(ctx: Context) -> dict:
                 layout["source"], bucket, PREFIX, os.path.join(run_dir, "mapping.csv"))
             measured = ctx.run(argv, run_dir)
             problem = summary_problem(s3pput_summary(measured), uploaded=count, failed=0)
-            record = run_record(turn, bucket, measured, check(layout, bucket)(turn),
-                                measured.wall, problem=problem)
+            checked = check(layout, bucket)(turn)
+            ctx.discard(bucket)
+            record = run_record(turn, bucket, measured, checked, measured.wall,
+                                problem=problem)
             cold_runs[name].append(record)
             _say(ctx, f"cold {name}", turn, record, "s")
     def set_up(layout: dict) -> dict:
