@@ -67,10 +67,11 @@ class Context:
             self.prepared[key] = make()
         return self.prepared[key]
 
-    def again(self, tool: str, runs: List[dict]) -> bool:
+    def again(self, runs: List[dict], tool: Optional[str] = None) -> bool:
         """Whether a contender with these RUNS so far runs once more: not when its first
         run took longer than ``slow_run_seconds`` (a slow peer at a long round trip),
-        unless it is s3pput or the baseline, s5cmd (the targets need their medians)."""
+        unless TOOL is s3pput or the baseline, s5cmd, whose ratio is a target. (Image
+        mode's layouts are compared with each other: one slow run shows the gap.)"""
         limit = self.settings.slow_run_seconds
         return (not runs or limit is None or tool in ("s3pput", "s5cmd")
                 or runs[0]["wall_s"] <= limit)
@@ -289,7 +290,7 @@ def small(ctx: Context) -> dict:
     warm_up(ctx, source, contenders)
     for turn in range(s.runs):
         for tool, variant in rotate(contenders, turn):
-            if not ctx.again(tool, runs[tool, variant]):
+            if not ctx.again(runs[tool, variant], tool):
                 continue
             bucket = ctx.fresh_bucket("small", tool)
             argv = argvs[tool, variant] = ctx.commands.cold(tool, source, bucket, PREFIX,
@@ -374,7 +375,7 @@ def rerun(ctx: Context) -> dict:
     runs: Dict[tuple, List[dict]] = {c: [] for c in contenders}
     for turn in range(s.runs):
         for c in rotate(contenders, turn):
-            if not ctx.again(c[0], runs[c]):
+            if not ctx.again(runs[c], c[0]):
                 continue
             prep = prepared[c[0]]
             record = rerun_turn(ctx, "rerun", c[0], turn, argvs[c], prep["bucket"],
@@ -494,7 +495,7 @@ def large(ctx: Context) -> dict:
     argvs: Dict[str, List[str]] = {}
     for turn in range(s.runs):
         for tool in rotate(tools, turn):
-            if not ctx.again(tool, runs[tool]):
+            if not ctx.again(runs[tool], tool):
                 continue
             bucket = ctx.fresh_bucket("large", tool)
             argv = argvs[tool] = ctx.commands.cold(tool, source, bucket, PREFIX)
@@ -626,7 +627,7 @@ def images(ctx: Context) -> dict:
     for turn in range(s.runs):
         for layout in rotate(layouts, turn):
             name, count = layout["name"], len(layout["originals"])
-            if not ctx.again("s3pput", cold_runs[name]):
+            if not ctx.again(cold_runs[name]):
                 continue
             bucket = ctx.fresh_bucket("images", "cold")
             run_dir = ctx.run_dir("images-cold")
@@ -654,7 +655,7 @@ def images(ctx: Context) -> dict:
     for turn in range(s.runs):
         for layout in rotate(layouts, turn):
             name = layout["name"]
-            if not ctx.again("s3pput", warm_runs[name]):
+            if not ctx.again(warm_runs[name]):
                 continue
             prep = prepared[name]
             argvs["rerun", name] = prep["argv"]
