@@ -31,7 +31,7 @@ $(VENV)/.bench-installed: $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	@touch $@
 
-# loopback (about 8 minutes), then the WAN runs through a latency proxy (about 15)
+# loopback (about 8 minutes), then the WAN runs through a latency proxy (about 20)
 bench: $(VENV)/.bench-installed
 	$(PY) -m bench
 	$(PY) -m bench --wan
