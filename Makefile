@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test unit bench bench-wan bench-quick clean
+.PHONY: setup demo test unit bench bench-quick clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,7 @@ bench: $(VENV)/.bench-installed
 	$(PY) -m bench
 	$(PY) -m bench --wan
 
+.PHONY: bench-wan
 bench-wan: $(VENV)/.bench-installed
 	$(PY) -m bench --wan
 
