@@ -36,11 +36,19 @@ $(VENV)/.bench-installed: $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	@touch $@
 
+# loopback (about 8 minutes), then the WAN runs through a latency proxy (about 20)
 bench: $(VENV)/.bench-installed
 	$(PY) -m bench
+	$(PY) -m bench --wan
 
+.PHONY: bench-wan
+bench-wan: $(VENV)/.bench-installed
+	$(PY) -m bench --wan
+
+# smoke runs (CI): loopback, then the WAN smoke (40 ms, 200 files, s3pput and s5cmd)
 bench-quick: $(VENV)/.bench-installed
 	$(PY) -m bench --quick
+	$(PY) -m bench --wan --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info bench/results

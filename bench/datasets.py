@@ -134,6 +134,22 @@ def photos(data_dir: str, count: int, fmt: str, size: Tuple[int, int], log=print
                   dict(count=count, fmt=fmt, size=list(size), v=1), build, log)
 
 
+def image_tree(data_dir: str, folders: int, per_folder: int, size: Tuple[int, int],
+               log=print) -> str:
+    """FOLDERS folders of PER_FOLDER photo-like JPEGs (quality 85) each; picture n is the
+    same whatever the layout, so layouts differ only in folders."""
+    def build(root: str) -> None:
+        for n in range(folders * per_folder):
+            folder = os.path.join(root, f"f{n // per_folder:03d}")
+            os.makedirs(folder, exist_ok=True)
+            photo(2000 + n, size).save(os.path.join(folder, f"IMG_{n + 1:05d}.jpg"),
+                                       "JPEG", quality=85)
+
+    return cached(data_dir, f"images-{folders}x{per_folder}-{size[0]}x{size[1]}",
+                  dict(folders=folders, per_folder=per_folder, size=list(size), v=1),
+                  build, log)
+
+
 # -- large: a few big files ----------------------------------------------------------------
 
 def large_files(data_dir: str, count: int, mib: int, log=print) -> str:

@@ -34,6 +34,9 @@ class Measured:
     peak_pss: Optional[int] = None  # bytes, sum of Pss (shared pages counted once)
     peak_processes: int = 0
     server_cpu: float = float("nan")  # CPU seconds of the local server during the run
+    # with a latency proxy in between: its CPU seconds and the connections it accepted
+    proxy_cpu: Optional[float] = None
+    proxy_connections: Optional[int] = None
     # [(pid, peak VmRSS bytes)] of each process of the tree, the root first, then its
     # descendants in order of process id (for a fork-only tree: order of start)
     process_peaks: List[tuple] = field(default_factory=list)
@@ -158,6 +161,9 @@ def run(argv: List[str], *, env: Dict[str, str], cwd: str, timeout: float,
             _kill_tree(process)
             process.wait()
             returncode = None
+        except BaseException:  # Ctrl+C: the command must not outlive the harness
+            _kill_tree(process)
+            raise
         wall = time.perf_counter() - started
         if sampler:
             sampler.stop()

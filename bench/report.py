@@ -106,21 +106,24 @@ def add_ratios(section: dict) -> None:
     if not baseline:
         return
     for row in section["rows"]:
+        # the baseline's row of the same variant (photos: JPEG, PNG), else its only one
         base = next((r for r in section["rows"] if r["tool"] == baseline
-                     and r.get("variant") == row.get("variant")), None)
+                     and r.get("variant") == row.get("variant")), None) or \
+            next((r for r in section["rows"] if r["tool"] == baseline), None)
         value, reference = _ok_value(row), _ok_value(base)
         row["ratio"] = row["ratio_of_medians"] = None
         if value is None or reference is None:
             continue
         better = row.get("higher_is_better", True)
         row["ratio_of_medians"] = round(_speedup(value, reference, better), 3)
-        pairs = [_speedup(mine["value"], theirs["value"], better)
-                 for mine, theirs in zip(row["runs"], base["runs"])]
+        theirs = {r["run"]: r["value"] for r in base["runs"]}
+        pairs = [_speedup(mine["value"], theirs[mine["run"]], better)
+                 for mine in row["runs"] if mine["run"] in theirs]
         row["ratio"] = round(statistics.median(pairs), 3) if pairs \
             else row["ratio_of_medians"]
 
 
-def _row(sections: dict, workload: str, tool: str, variant: str = "") -> Optional[dict]:
+def find_row(sections: dict, workload: str, tool: str, variant: str = "") -> Optional[dict]:
     for row in sections.get(workload, {}).get("rows", ()):
         if row["tool"] == tool and row.get("variant", "") == variant:
             return row
@@ -135,13 +138,13 @@ def targets(sections: dict) -> List[dict]:
         found.append(dict(target=name, status="n/a" if met is None else
                           ("MET" if met else "MISSED"), measured=measured, wanted=target))
 
-    small = _row(sections, "small", "s3pput")
+    small = find_row(sections, "small", "s3pput")
     ratio = small.get("ratio") if small else None
     verdict("small: files/s vs s5cmd", None if ratio is None else ratio >= SMALL_TARGET,
             "n/a" if ratio is None else f"{ratio:.2f}x", f">= {SMALL_TARGET:.1f}x")
 
     rerun = sections.get("rerun")
-    mine = _row(sections, "rerun", "s3pput")
+    mine = find_row(sections, "rerun", "s3pput")
     if rerun and _ok_value(mine):
         peers = [r for r in rerun["rows"] if r["tool"] != "s3pput" and _ok_value(r)]
         fastest = min(peers, key=lambda r: r["value"]) if peers else None
@@ -162,7 +165,7 @@ def targets(sections: dict) -> List[dict]:
     else:
         verdict("rerun: wall time vs the fastest peer", None, "n/a", "<= the fastest peer's")
 
-    jpeg = _row(sections, "photos", "s3pput", "JPEG")
+    jpeg = find_row(sections, "photos", "s3pput", "JPEG")
     ratio = jpeg.get("ratio") if jpeg else None
     verdict("photos: JPEG images/s vs the naive reference",
             None if ratio is None else ratio >= PHOTOS_TARGET,
@@ -179,7 +182,7 @@ def targets(sections: dict) -> List[dict]:
         verdict("photos: thumbnail CPU per JPEG vs decode-only floor", None, "n/a",
                 f"<= {THUMB_FLOOR_TARGET}x")
 
-    big = _row(sections, "large", "s3pput")
+    big = find_row(sections, "large", "s3pput")
     ratio = big.get("ratio") if big else None
     verdict("large: MB/s vs s5cmd", None if ratio is None else ratio >= LARGE_TARGET,
             "n/a" if ratio is None else f"{ratio:.2f}x", f">= {LARGE_TARGET}x")
@@ -254,7 +257,8 @@ def _status(row: dict) -> str:
     return f"{row['status']}: {row.get('failure') or ''}"[:160]
 
 
-def render(document: dict) -> str:
+def header(document: dict) -> List[str]:
+    """Which run, machine, server and s3pput; the load; the tools left out."""
     m = document["machine"]
     out = [f"s3pput benchmark, {document['mode']} run, {document['timestamp']}",
            f"machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, "
@@ -262,16 +266,21 @@ def render(document: dict) -> str:
            f"s3pput: commit {(document.get('code') or {}).get('commit')}, sources "
            f"{(document.get('code') or {}).get('s3pput_sources_sha256')} (sha256 of "
            "s3pput/*.py as measured)",
-           f"each figure is the median of {document['settings']['runs']} run(s); "
-           "ratio = times as fast as the baseline (s5cmd; photos: the naive reference), "
-           "median of the per-turn ratios; a run that fails its check makes the row FAILED",
-           "CPU s: the tool's whole process tree; server CPU s: the local SeaweedFS "
-           "during the run (same 2 cores)",
            f"load average at start {document.get('load_start', '?')}, "
            f"at end {document.get('load_end', '?')} (other work on the machine adds noise)"]
     for name, tool in document["tools"].items():
         if not tool["available"]:
             out.append(f"NOTE: {name} is left out: {tool['unavailable']}")
+    return out
+
+
+def render(document: dict) -> str:
+    out = header(document) + [
+        f"each figure is the median of {document['settings']['runs']} run(s); "
+        "ratio = times as fast as the baseline (s5cmd; photos: the naive reference), "
+        "median of the per-turn ratios; a run that fails its check makes the row FAILED",
+        "CPU s: the tool's whole process tree; server CPU s: the local SeaweedFS "
+        "during the run (same 2 cores)"]
     sections = document["workloads"]
     for workload in ("small", "rerun", "photos", "large", "walk"):
         section = sections.get(workload)
@@ -358,13 +367,15 @@ def render(document: dict) -> str:
     return "\n".join(out)
 
 
-def write(document: dict, results_dir: str) -> str:
+def write(document: dict, results_dir: str, stem: str = "results",
+          latest: str = "latest.json") -> str:
+    """DOCUMENT as RESULTS_DIR/STEM-<timestamp>.json and as RESULTS_DIR/LATEST."""
     os.makedirs(results_dir, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(document["started"]))
-    path = os.path.join(results_dir, f"results-{stamp}.json")
+    path = os.path.join(results_dir, f"{stem}-{stamp}.json")
     text = json.dumps(document, indent=1, sort_keys=False, default=str)
     with open(path, "w") as handle:
         handle.write(text)
-    with open(os.path.join(results_dir, "latest.json"), "w") as handle:
+    with open(os.path.join(results_dir, latest), "w") as handle:
         handle.write(text)
     return path

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import asdict, dataclass
-from typing import List, Optional, Tuple
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 TOOLS = ("s3pput", "s5cmd", "rclone", "aws")
 WORKLOADS = ("small", "rerun", "photos", "large", "walk", "profile")
+WAN_WORKLOADS = ("small", "rerun", "large", "images")
 
 
 @dataclass
@@ -48,8 +49,24 @@ class Settings:
     # tool settings (None: the tool's own default)
     s3pput_processes: Optional[int] = None
     s3pput_inflight: Optional[int] = None
-    rclone_transfers: int = 16
-    rclone_checkers: int = 16
+    rclone_transfers: Optional[int] = 16  # None: rclone's own default (4)
+    rclone_checkers: Optional[int] = 16  # None: rclone's own default (8)
+    rclone_fast_list: bool = True  # sync with --fast-list (one listing, not one per dir)
+    # Variants of a tool: extra flags, one string each ("" = the tool as configured
+    # above). Each variant is a row of its own in small and rerun; the other workloads
+    # run the first variant only. Add a row by adding a string, e.g. "--cluster local:2".
+    variants: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+    # a contender whose first run of a workload took longer than this many seconds is
+    # not run again at that round trip (its figure is then the one run); None: always
+    slow_run_seconds: Optional[float] = None
+    # -- the WAN runs (python -m bench --wan): the workloads through a latency proxy
+    wan: bool = False
+    rtts: Tuple[float, ...] = (0.0, 10.0, 40.0, 100.0)  # round trips, ms; 0: no proxy
+    # images: the same JPEGs laid out as FOLDERS folders x PER images, WIDTH x HEIGHT
+    image_layouts: Tuple[Tuple[int, int], ...] = ((100, 2), (1, 200))
+    image_size: Tuple[int, int] = (400, 600)
+    proxy_check_mib: int = 256  # the proxy's self-check transfer, 0: none
+    publish: bool = False  # copy the WAN table and chart into docs/bench/
     run_timeout: float = 900.0  # seconds before a run is killed and marked FAILED
     data_dir: str = os.path.join(HERE, "data")
     results_dir: str = os.path.join(HERE, "results")
@@ -68,6 +85,21 @@ QUICK = dict(
     md5_sample=10,
     run_timeout=120.0,
     workloads=tuple(w for w in WORKLOADS if w != "profile"),
+)
+
+# The WAN runs of issue 9: every RTT in rtts, these sizes; peers with their defaults.
+WAN = dict(
+    wan=True, workloads=WAN_WORKLOADS,
+    small_files=2000, small_dirs=20, large_files=1, large_mib=256,
+    rclone_transfers=None, rclone_checkers=None, rclone_fast_list=False,
+    variants={"s3pput": ("", "--processes 8"), "rclone": ("", "--transfers 64")},
+    slow_run_seconds=10.0, run_timeout=300.0,
+)
+# make bench-quick's WAN smoke: one round trip, one small tree, s3pput and s5cmd, once
+WAN_QUICK = dict(
+    runs=1, warmup_runs=0, rtts=(40.0,), workloads=("small",), tools=("s3pput", "s5cmd"),
+    small_files=200, small_dirs=4, md5_sample=10, variants={}, proxy_check_mib=32,
+    run_timeout=120.0,
 )
 
 
@@ -89,6 +121,16 @@ def _walk_sizes(text: str) -> Tuple[Tuple[int, int], ...]:
     return tuple(sizes)
 
 
+def _rtts(text: str) -> Tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x.strip())
+
+
+def _variants(text: str) -> Tuple[str, ...]:
+    """``default,--processes 8`` -> ("", "--processes 8")."""
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    return tuple("" if x == "default" else x for x in items)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench",
@@ -101,14 +143,35 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 1 run, tiny sizes, no profile (under a minute)")
+    p.add_argument("--wan", action="store_true",
+                   help="the WAN runs: the workloads small, rerun, large and images "
+                        "through a latency proxy at each --rtt (with --quick: 40 ms, "
+                        "200 files, s3pput and s5cmd, once)")
+    p.add_argument("--rtt", dest="rtts", type=_rtts, metavar="MS,...",
+                   help="round trips for --wan, ms (default 0,10,40,100; 0: no proxy)")
+    p.add_argument("--s3pput-variants", type=_variants, metavar="FLAGS,...",
+                   help="s3pput rows for --wan: comma-separated flag strings, 'default' "
+                        "for none (default: 'default,--processes 8')")
+    p.add_argument("--image-layouts", type=_walk_sizes, metavar="FOLDERS:PER,...",
+                   help="--wan images: layouts of the same JPEGs (default 100:2,1:200)")
+    p.add_argument("--slow-run-seconds", type=float,
+                   help="--wan: a contender whose first run took longer than this is not "
+                        "run again at that round trip (default 10)")
+    p.add_argument("--proxy-check-mib", type=int,
+                   help="--wan: MiB of the proxy's self-check transfers (256; 0: none)")
+    p.add_argument("--publish", action="store_true",
+                   help="--wan: copy the table and the chart into docs/bench/")
     p.add_argument("--runs", type=int, help="measured runs per tool and workload (median)")
     p.add_argument("--walk-runs", type=int, help="runs of each walk size")
     p.add_argument("--warmup-runs", type=int,
                    help="unmeasured runs of each tool before the small workload")
     p.add_argument("--tools", type=lambda t: _csv(t, TOOLS, "tool"),
                    help=f"comma-separated subset of {','.join(TOOLS)}")
-    p.add_argument("--workloads", type=lambda t: _csv(t, WORKLOADS, "workload"),
-                   help=f"comma-separated subset of {','.join(WORKLOADS)}")
+    p.add_argument("--workloads",
+                   type=lambda t: _csv(t, tuple(dict.fromkeys(WORKLOADS + WAN_WORKLOADS)),
+                                       "workload"),
+                   help=f"comma-separated subset of {','.join(WORKLOADS)} (with --wan: "
+                        f"{','.join(WAN_WORKLOADS)})")
     p.add_argument("--small-files", type=int)
     p.add_argument("--small-dirs", type=int)
     p.add_argument("--small-size", type=int, help="bytes per small file")
@@ -129,15 +192,30 @@ def parser() -> argparse.ArgumentParser:
 
 
 def from_args(argv=None) -> Settings:
-    args = parser().parse_args(argv)
-    values = {}
-    if args.quick:
+    p = parser()
+    args = p.parse_args(argv)
+    values: dict = {}
+    if args.wan:
+        values.update(WAN)
+        if args.quick:
+            values.update(WAN_QUICK)
+    elif args.quick:
         values.update(QUICK)
-        values["quick"] = True
+    values["quick"] = args.quick
     for name, value in vars(args).items():
-        if name != "quick" and value is not None:
-            values[name] = value
+        if name in ("quick", "s3pput_variants") or value is None or value is False:
+            continue
+        values[name] = value
+    if args.s3pput_variants is not None:
+        values["variants"] = dict(values.get("variants", {}), s3pput=args.s3pput_variants)
     settings = Settings(**values)
     if settings.runs < 1 or settings.walk_runs < 1 or settings.warmup_runs < 0:
-        raise SystemExit("--runs and --walk-runs must be at least 1")
+        p.error("--runs and --walk-runs must be at least 1")
+    allowed = WAN_WORKLOADS if settings.wan else WORKLOADS
+    unknown = [w for w in settings.workloads if w not in allowed]
+    if unknown:
+        p.error(f"unknown workload for {'--wan' if settings.wan else 'this run'}: "
+                f"{', '.join(unknown)} (choose from {', '.join(allowed)})")
+    if any(rtt < 0 for rtt in settings.rtts):
+        p.error("--rtt: round trips are 0 or more milliseconds")
     return settings

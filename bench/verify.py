@@ -96,14 +96,15 @@ def check_tree(client, bucket: str, prefix: str, source: str, relpaths: Iterable
 def check_images(client, bucket: str, prefix: str, source: str,
                  originals: Dict[str, str], thumbnails: Iterable[str],
                  box: Tuple[int, int], *, sample: int, seed: int) -> Check:
-    """Image mode's result: ORIGINALS maps each original's key to its source file name
-    (byte-for-byte copies, sampled by MD5); each of THUMBNAILS exists, and a sample of
-    them decodes to a picture of exactly BOX pixels. Nothing else under original/ and
-    thumbnail/ (other objects, such as a manifest, are left alone)."""
+    """Image mode's result: ORIGINALS maps each original's key to its source file (a
+    path relative to SOURCE; byte-for-byte copies, sampled by MD5); each of THUMBNAILS
+    exists, and a sample of them decodes to a picture of exactly BOX pixels. Nothing else
+    in any original/ and thumbnail/ folder under PREFIX (other objects, such as the
+    manifests, are left alone)."""
     thumbnails = list(thumbnails)
     try:
         found = {k: v for k, v in listing(client, bucket, prefix + "/").items()
-                 if k.startswith((f"{prefix}/original/", f"{prefix}/thumbnail/"))}
+                 if "/original/" in k[len(prefix):] or "/thumbnail/" in k[len(prefix):]}
         expected = {key: os.path.getsize(os.path.join(source, name))
                     for key, name in originals.items()}
         expected.update({key: -1 for key in thumbnails})

@@ -1,14 +1,19 @@
-"""The five workloads of issue 5. Each takes the run's ``Context`` and returns a section
-for the report: its rows (one per tool, or per tool and variant) with every run's
-measurements and check, plus anything else worth keeping (floors, request counts).
+"""The workloads: the five of issue 5 and, for the WAN runs of issue 9, image mode's
+two layouts. Each takes the run's ``Context`` and returns a section for the report: its
+rows (one per contender, a tool with a variant of its flags, or per tool and data set)
+with every run's measurements and check, plus anything else worth keeping (floors,
+request counts).
 
-Every measured run gets a fresh bucket (the rerun workload: one per tool, uploaded once
-before measuring), tools take turns in a rotating order so that none always goes first,
-and a run counts only if its check passes; otherwise the row is FAILED.
+Every measured run gets a fresh bucket (the reruns: one per contender, uploaded once
+before measuring), contenders take turns in a rotating order so that none always goes
+first, and a run counts only if its check passes; otherwise the row is FAILED. Behind a
+latency proxy (``ctx.proxy``), a run must have gone through it, and the unmeasured first
+uploads of the reruns go through it without delay.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -16,7 +21,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from . import datasets, measure, verify
 from .peers import Commands, Tool
@@ -37,18 +42,71 @@ class Context:
     env: Dict[str, str]
     work_dir: str
     log: Callable[[str], None] = print
-    _counter: itertools.count = field(default_factory=lambda: itertools.count(1))
+    proxy: Optional[object] = None  # bench.latency.LatencyProxy the tools connect to
+    # set-up made once per endpoint and shared by the contexts of one session (see prepare)
+    prepared: Dict[tuple, dict] = field(default_factory=dict)
+    # numbers buckets and run directories; shared by the contexts of one session
+    counter: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def available(self, names) -> List[str]:
         return [n for n in names if n in self.tools and self.tools[n].available]
 
+    def contenders(self, names, peer_variants: bool = True) -> List[Tuple[str, str]]:
+        """(tool, variant) for every variant of each available tool of NAMES; with
+        PEER_VARIANTS false, the peers (not s3pput) only as configured."""
+        return [(tool, variant) for tool in self.available(names)
+                for variant in self.commands.variants(tool)
+                [:None if peer_variants or tool == "s3pput" else 1]]
+
+    def prepare(self, key: tuple, make: Callable[[], dict]) -> dict:
+        """MAKE()'s result for KEY, made once per endpoint: a latency proxy keeps its
+        endpoint for every round trip, so set-up such as a rerun's first upload (its
+        bucket and s3pput's journal, which is per endpoint) serves them all."""
+        key = (self.commands.endpoint, *key)
+        if key not in self.prepared:
+            self.prepared[key] = make()
+        return self.prepared[key]
+
+    def again(self, runs: List[dict], tool: Optional[str] = None) -> bool:
+        """Whether a contender with these RUNS so far runs once more: not when its first
+        run took longer than ``slow_run_seconds`` (a slow peer at a long round trip),
+        unless TOOL is s3pput or the baseline, s5cmd, whose ratio is a target. (Image
+        mode's layouts are compared with each other: one slow run shows the gap.)"""
+        limit = self.settings.slow_run_seconds
+        return (not runs or limit is None or tool in ("s3pput", "s5cmd")
+                or runs[0]["wall_s"] <= limit)
+
+    @contextlib.contextmanager
+    def unthrottled(self):
+        """Runs inside go through the proxy (same endpoint) without delay: for set-up
+        that is not measured, such as a rerun's first upload."""
+        if self.proxy is None:
+            yield
+            return
+        rtt = self.proxy.rtt_ms
+        self.proxy.set_rtt(0)
+        try:
+            yield
+        finally:
+            self.proxy.set_rtt(rtt)
+
     def fresh_bucket(self, workload: str, tool: str) -> str:
-        name = f"{workload}-{tool}-{next(self._counter)}".lower().replace("_", "-")
+        name = f"{workload}-{tool}-{next(self.counter)}".lower().replace("_", "-")
         self.server.create_bucket(name)
         return name
 
+    def discard(self, bucket: str) -> None:
+        """Delete BUCKET with its objects once its run is checked. SeaweedFS gives every
+        bucket a volume of its own and has a fixed number of them (78 on this machine's
+        disk); only deleting a bucket gives its volume back."""
+        try:
+            verify.empty_bucket(self.client, bucket)
+            self.client.delete_bucket(Bucket=bucket)
+        except Exception as err:  # noqa: BLE001 - only housekeeping
+            self.log(f"    (could not delete bucket {bucket}: {err})")
+
     def run_dir(self, label: str) -> str:
-        path = os.path.join(self.work_dir, "runs", f"{next(self._counter):04d}-{label}")
+        path = os.path.join(self.work_dir, "runs", f"{next(self.counter):04d}-{label}")
         os.makedirs(path)
         return path
 
@@ -61,10 +119,15 @@ class Context:
         full_env = dict(env or self.env)
         full_env["XDG_STATE_HOME"] = state_dir or os.path.join(run_dir, "state")
         server_before = self.server_cpu()
+        proxy_before = self.proxy.stats() if self.proxy else None
         measured = measure.run(argv, env=full_env, cwd=run_dir,
                                timeout=self.settings.run_timeout,
                                sample_memory=sample_memory, out_dir=run_dir)
         measured.server_cpu = self.server_cpu() - server_before
+        if proxy_before is not None:
+            proxy_after = self.proxy.stats()
+            measured.proxy_cpu = proxy_after["cpu_s"] - proxy_before["cpu_s"]
+            measured.proxy_connections = proxy_after["accepted"] - proxy_before["accepted"]
         return measured
 
     def server_cpu(self) -> float:
@@ -85,7 +148,12 @@ class Context:
             return {}
 
 
-def rotate(items: List[str], turn: int) -> List[str]:
+def label(tool: str, variant: str) -> str:
+    """How a contender is named in logs and tables: ``s3pput --processes 8``."""
+    return f"{tool} {variant}".strip()
+
+
+def rotate(items: list, turn: int) -> list:
     if not items:
         return items
     turn %= len(items)
@@ -131,12 +199,18 @@ def run_record(turn: int, bucket: str, measured: measure.Measured, check: verify
         why.append(problem)
     if not check.ok:
         why.append(check.detail)
+    if measured.proxy_connections == 0:
+        ok = False
+        why.append("no connection went through the latency proxy")
     record = dict(run=turn + 1, bucket=bucket, ok=ok, value=value,
                   wall_s=round(measured.wall, 4), cpu_s=round(measured.cpu, 4),
                   cpu_user_s=round(measured.cpu_user, 4), cpu_sys_s=round(measured.cpu_sys, 4),
                   server_cpu_s=round(measured.server_cpu, 3),
                   returncode=measured.returncode, check=check.detail,
                   failure="; ".join(why) or None)
+    if measured.proxy_cpu is not None:
+        record.update(proxy_cpu_s=round(measured.proxy_cpu, 3),
+                      proxy_connections=measured.proxy_connections)
     record.update(extra)
     return record
 
@@ -150,10 +224,9 @@ def make_row(workload: str, tool: str, unit: str, runs: List[dict], *, variant: 
                higher_is_better=higher_is_better, status="ok" if ok else "FAILED",
                runs=runs, argv=argv)
     if runs:
-        row.update(value=statistics.median(r["value"] for r in runs),
-                   wall_s=statistics.median(r["wall_s"] for r in runs),
-                   cpu_s=statistics.median(r["cpu_s"] for r in runs),
-                   server_cpu_s=statistics.median(r["server_cpu_s"] for r in runs))
+        row.update({key: statistics.median(r[key] for r in runs)
+                    for key in ("value", "wall_s", "cpu_s", "server_cpu_s", "proxy_cpu_s")
+                    if key in runs[0]})
     if not ok:
         row["failure"] = next((r["failure"] for r in runs if not r["ok"]), "no run")
     row.update(extra)
@@ -167,8 +240,9 @@ def unavailable_row(workload: str, tool: Tool, unit: str, variant: str = "") -> 
 
 def _say(ctx: Context, tool: str, turn: int, record: dict, unit: str) -> None:
     state = "ok" if record["ok"] else f"FAILED: {record['failure']}"
+    proxy = f", proxy CPU {record['proxy_cpu_s']:.2f} s" if "proxy_cpu_s" in record else ""
     ctx.log(f"    run {turn + 1} {tool:<8} {record['value']:>10.2f} {unit:<8} "
-            f"wall {record['wall_s']:.2f} s, CPU {record['cpu_s']:.2f} s  {state}")
+            f"wall {record['wall_s']:.2f} s, CPU {record['cpu_s']:.2f} s{proxy}  {state}")
 
 
 def cold_upload_turn(ctx: Context, workload: str, tool: str, turn: int, argv, bucket: str,
@@ -181,6 +255,7 @@ def cold_upload_turn(ctx: Context, workload: str, tool: str, turn: int, argv, bu
     requests = diff_counts(before, ctx.requests(bucket))
     check = verify.check_tree(ctx.client, bucket, PREFIX, source, relpaths,
                               sample=sample, seed=turn)
+    ctx.discard(bucket)
     problem = None
     if tool == "s3pput":
         problem = summary_problem(s3pput_summary(measured), uploaded=len(relpaths),
@@ -191,30 +266,42 @@ def cold_upload_turn(ctx: Context, workload: str, tool: str, turn: int, argv, bu
 
 # -- 1. small: many small files, cold ------------------------------------------------------
 
+def warm_up(ctx: Context, source: str, contenders: List[Tuple[str, str]]) -> None:
+    """``warmup_runs`` unmeasured cold uploads of SOURCE by each contender: the first
+    uploads into a fresh server and a cold page cache are slower for whoever goes first."""
+    for _ in range(ctx.settings.warmup_runs):
+        for tool, variant in contenders:
+            bucket = ctx.fresh_bucket("warmup", tool)
+            measured = ctx.run(ctx.commands.cold(tool, source, bucket, PREFIX, variant),
+                               ctx.run_dir(f"warmup-{tool}"))
+            ctx.discard(bucket)
+            ctx.log(f"    warm-up {label(tool, variant):<8} wall {measured.wall:.2f} s "
+                    "(not counted)")
+
+
 def small(ctx: Context) -> dict:
     s = ctx.settings
     source = datasets.small_tree(s.data_dir, s.small_files, s.small_dirs, s.small_size,
                                  log=ctx.log)
     relpaths = datasets.files_under(source)
-    tools = ctx.available(["s3pput", "s5cmd", "rclone", "aws"])
-    runs: Dict[str, List[dict]] = {t: [] for t in tools}
-    argvs: Dict[str, List[str]] = {}
-    for _ in range(s.warmup_runs):
-        for tool in tools:
-            bucket = ctx.fresh_bucket("warmup", tool)
-            measured = ctx.run(ctx.commands.cold(tool, source, bucket, PREFIX),
-                               ctx.run_dir(f"warmup-{tool}"))
-            ctx.log(f"    warm-up {tool:<8} wall {measured.wall:.2f} s (not counted)")
+    contenders = ctx.contenders(["s3pput", "s5cmd", "rclone", "aws"])
+    runs: Dict[tuple, List[dict]] = {c: [] for c in contenders}
+    argvs: Dict[tuple, List[str]] = {}
+    warm_up(ctx, source, contenders)
     for turn in range(s.runs):
-        for tool in rotate(tools, turn):
+        for tool, variant in rotate(contenders, turn):
+            if not ctx.again(runs[tool, variant], tool):
+                continue
             bucket = ctx.fresh_bucket("small", tool)
-            argv = argvs[tool] = ctx.commands.cold(tool, source, bucket, PREFIX)
+            argv = argvs[tool, variant] = ctx.commands.cold(tool, source, bucket, PREFIX,
+                                                            variant)
             record = cold_upload_turn(ctx, "small", tool, turn, argv, bucket, source,
                                       relpaths, s.md5_sample,
                                       rate=lambda wall: len(relpaths) / wall)
-            runs[tool].append(record)
-            _say(ctx, tool, turn, record, "files/s")
-    rows = [make_row("small", t, "files/s", runs[t], argv=argvs.get(t)) for t in tools]
+            runs[tool, variant].append(record)
+            _say(ctx, label(tool, variant), turn, record, "files/s")
+    rows = [make_row("small", t, "files/s", runs[t, v], variant=v, argv=argvs.get((t, v)))
+            for t, v in contenders]
     rows += [unavailable_row("small", ctx.tools[t], "files/s") for t in ctx.tools
              if t in ("s3pput", "s5cmd", "rclone", "aws") and not ctx.tools[t].available]
     return dict(title=f"small: {len(relpaths):,} files x {s.small_size:,} B in "
@@ -224,56 +311,83 @@ def small(ctx: Context) -> dict:
 
 # -- 2. rerun: the same tree again, nothing changed ----------------------------------------
 
+def first_upload(ctx: Context, workload: str, name: str, argv: List[str], bucket: str,
+                 state_dir: str, check: Callable[[int], verify.Check]) -> dict:
+    """A rerun's unmeasured first upload: the contender's own incremental command on an
+    empty BUCKET, as a user's first cron run would be (s3pput records its journal on the
+    way), without delay behind a proxy; checked with CHECK(seed)."""
+    before = ctx.requests(bucket)
+    with ctx.unthrottled():
+        measured = ctx.run(argv, ctx.run_dir(f"{workload}-first-{name}"), state_dir=state_dir)
+    time.sleep(METRICS_SETTLE_SECONDS)
+    record = run_record(-1, bucket, measured, check(99), measured.wall,
+                        requests=diff_counts(before, ctx.requests(bucket)))
+    ctx.log(f"    first upload {name:<8} wall {measured.wall:.2f} s  "
+            f"{'ok' if record['ok'] else 'FAILED: ' + record['failure']}")
+    return record
+
+
+def rerun_turn(ctx: Context, workload: str, tool: str, turn: int, argv: List[str],
+               bucket: str, state_dir: str, check: Callable[[int], verify.Check],
+               initial: dict, files: int) -> dict:
+    """One measured rerun over an unchanged tree: it must put nothing (server counters)
+    and s3pput must say it skipped every file."""
+    before = ctx.requests(bucket)
+    measured = ctx.run(argv, ctx.run_dir(f"{workload}-{tool}"), state_dir=state_dir)
+    time.sleep(METRICS_SETTLE_SECONDS)
+    requests = diff_counts(before, ctx.requests(bucket))
+    problem = None if initial["ok"] else f"the first upload failed: {initial['failure']}"
+    if tool == "s3pput" and problem is None:
+        problem = summary_problem(s3pput_summary(measured), uploaded=0, failed=0,
+                                  skipped=files)
+    if problem is None and requests.get("PUT"):
+        problem = f"re-uploaded {requests['PUT']} objects of an unchanged tree"
+    return run_record(turn, bucket, measured, check(turn), measured.wall, problem=problem,
+                      requests=requests)
+
+
 def rerun(ctx: Context) -> dict:
     s = ctx.settings
     source = datasets.small_tree(s.data_dir, s.small_files, s.small_dirs, s.small_size,
                                  log=ctx.log)
     relpaths = datasets.files_under(source)
-    tools = ctx.available(["s3pput", "s5cmd", "rclone", "aws"])
-    buckets, states, initial, argvs = {}, {}, {}, {}
-    runs: Dict[str, List[dict]] = {t: [] for t in tools}
-    for tool in tools:
-        # The first upload is the tool's own incremental command on an empty bucket, as a
-        # user's first cron run would be; s3pput records its journal on the way.
-        buckets[tool] = ctx.fresh_bucket("rerun", tool)
-        states[tool] = os.path.join(ctx.work_dir, f"state-{tool}")
-        argvs[tool] = ctx.commands.sync(tool, source, buckets[tool], PREFIX)
-        before = ctx.requests(buckets[tool])
-        measured = ctx.run(argvs[tool], ctx.run_dir(f"rerun-first-{tool}"),
-                           state_dir=states[tool])
-        time.sleep(METRICS_SETTLE_SECONDS)
-        check = verify.check_tree(ctx.client, buckets[tool], PREFIX, source, relpaths,
-                                  sample=s.md5_sample, seed=99)
-        initial[tool] = run_record(-1, buckets[tool], measured, check,
-                                   measured.wall,
-                                   requests=diff_counts(before, ctx.requests(buckets[tool])))
-        ctx.log(f"    first upload {tool:<8} wall {measured.wall:.2f} s  "
-                f"{'ok' if initial[tool]['ok'] else 'FAILED: ' + initial[tool]['failure']}")
+    # s3pput's variants are rows; the peers' variants (concurrency) do not touch a rerun
+    contenders = ctx.contenders(["s3pput", "s5cmd", "rclone", "aws"], peer_variants=False)
+
+    def check(bucket: str):
+        return lambda seed: verify.check_tree(ctx.client, bucket, PREFIX, source, relpaths,
+                                              sample=s.md5_sample, seed=seed)
+
+    def set_up(tool: str) -> dict:
+        # the variants of a tool share one bucket and journal: a rerun changes nothing
+        bucket = ctx.fresh_bucket("rerun", tool)
+        state = os.path.join(ctx.work_dir, f"state-{bucket}")
+        argv = ctx.commands.sync(tool, source, bucket, PREFIX)
+        return dict(bucket=bucket, state=state,
+                    initial=first_upload(ctx, "rerun", tool, argv, bucket, state,
+                                         check(bucket)))
+
+    prepared = {tool: ctx.prepare(("rerun", s.small_files, s.small_dirs, s.small_size, tool),
+                                  lambda tool=tool: set_up(tool))
+                for tool in dict.fromkeys(t for t, _ in contenders)}
+    argvs = {(t, v): ctx.commands.sync(t, source, prepared[t]["bucket"], PREFIX, v)
+             for t, v in contenders}
+    runs: Dict[tuple, List[dict]] = {c: [] for c in contenders}
     for turn in range(s.runs):
-        for tool in rotate(tools, turn):
-            bucket = buckets[tool]
-            before = ctx.requests(bucket)
-            measured = ctx.run(argvs[tool], ctx.run_dir(f"rerun-{tool}"),
-                               state_dir=states[tool])
-            time.sleep(METRICS_SETTLE_SECONDS)
-            requests = diff_counts(before, ctx.requests(bucket))
-            check = verify.check_tree(ctx.client, bucket, PREFIX, source, relpaths,
-                                      sample=s.md5_sample, seed=turn)
-            problem = None if initial[tool]["ok"] else \
-                f"the first upload failed: {initial[tool]['failure']}"
-            if tool == "s3pput" and problem is None:
-                problem = summary_problem(s3pput_summary(measured), uploaded=0, failed=0,
-                                          skipped=len(relpaths))
-            if problem is None and requests.get("PUT"):
-                problem = f"re-uploaded {requests['PUT']} objects of an unchanged tree"
-            record = run_record(turn, bucket, measured, check, measured.wall,
-                                problem=problem, requests=requests)
-            runs[tool].append(record)
-            _say(ctx, tool, turn, record, "s")
-    rows = [make_row("rerun", t, "s", runs[t], higher_is_better=False, argv=argvs[t],
-                     first_upload=initial[t],
-                     requests=runs[t][len(runs[t]) // 2]["requests"] if runs[t] else {})
-            for t in tools]
+        for c in rotate(contenders, turn):
+            if not ctx.again(runs[c], c[0]):
+                continue
+            prep = prepared[c[0]]
+            record = rerun_turn(ctx, "rerun", c[0], turn, argvs[c], prep["bucket"],
+                                prep["state"], check(prep["bucket"]), prep["initial"],
+                                len(relpaths))
+            runs[c].append(record)
+            _say(ctx, label(*c), turn, record, "s")
+    rows = [make_row("rerun", t, "s", runs[t, v], variant=v, higher_is_better=False,
+                     argv=argvs[t, v], first_upload=prepared[t]["initial"],
+                     requests=runs[t, v][len(runs[t, v]) // 2]["requests"]
+                     if runs[t, v] else {})
+            for t, v in contenders]
     rows += [unavailable_row("rerun", ctx.tools[t], "s") for t in ctx.tools
              if t in ("s3pput", "s5cmd", "rclone", "aws") and not ctx.tools[t].available]
     return dict(title=f"rerun: the same {len(relpaths):,} files, already uploaded, "
@@ -338,6 +452,7 @@ def photos(ctx: Context) -> dict:
                     {f"{PREFIX}/original/{k}": n for k, n in numbered.items()},
                     [f"{PREFIX}/thumbnail/{k}" for k in numbered], (200, 300),
                     sample=s.md5_sample, seed=turn)
+                ctx.discard(bucket)
                 problem = None
                 if who == "s3pput":
                     problem = summary_problem(s3pput_summary(measured),
@@ -380,6 +495,8 @@ def large(ctx: Context) -> dict:
     argvs: Dict[str, List[str]] = {}
     for turn in range(s.runs):
         for tool in rotate(tools, turn):
+            if not ctx.again(runs[tool], tool):
+                continue
             bucket = ctx.fresh_bucket("large", tool)
             argv = argvs[tool] = ctx.commands.cold(tool, source, bucket, PREFIX)
             record = cold_upload_turn(ctx, "large", tool, turn, argv, bucket, source,
@@ -387,10 +504,6 @@ def large(ctx: Context) -> dict:
                                       rate=lambda wall: total / wall / 1e6)
             runs[tool].append(record)
             _say(ctx, tool, turn, record, "MB/s")
-            try:
-                verify.empty_bucket(ctx.client, bucket)  # give the disk back
-            except Exception as err:  # noqa: BLE001 - only housekeeping
-                ctx.log(f"    (could not empty {bucket}: {err})")
     rows = [make_row("large", t, "MB/s", runs[t], argv=argvs.get(t)) for t in tools]
     rows += [unavailable_row("large", ctx.tools[t], "MB/s") for t in ("s3pput", "s5cmd")
              if t in ctx.tools and not ctx.tools[t].available]
@@ -460,4 +573,112 @@ def walk(ctx: Context) -> dict:
                 rows=rows, marginal=marginal)
 
 
+# -- 6. images (WAN): the same JPEGs in many small folders and in one big one ------------
+
+def _image_layout(ctx: Context, folders: int, per_folder: int) -> dict:
+    """A layout's source tree and the keys image mode must give it: in each folder the
+    images numbered 1, 2, 3... in name order, a thumbnail of the same name beside."""
+    s = ctx.settings
+    source = datasets.image_tree(s.data_dir, folders, per_folder, tuple(s.image_size),
+                                 log=ctx.log)
+    originals: Dict[str, str] = {}
+    by_folder: Dict[str, List[str]] = {}
+    for rel in datasets.files_under(source):
+        by_folder.setdefault(os.path.dirname(rel), []).append(rel)
+    for folder, rels in by_folder.items():
+        for number, rel in enumerate(sorted(rels), 1):
+            ext = os.path.splitext(rel)[1].lower()
+            originals["/".join(filter(None, (PREFIX, folder, "original", f"{number}{ext}")))] \
+                = rel
+    thumbnails = [k.replace("/original/", "/thumbnail/") for k in originals]
+    return dict(name=f"{folders} x {per_folder}", folders=folders, per_folder=per_folder,
+                source=source, originals=originals, thumbnails=thumbnails)
+
+
+def _time_ratios(rows: List[dict], reference: dict) -> None:
+    """Each row's time as a multiple of REFERENCE's (median of the same turns' ratios)."""
+    theirs = {r["run"]: r["value"] for r in reference["runs"]}
+    for row in rows:
+        pairs = [r["value"] / theirs[r["run"]] for r in row["runs"]
+                 if r["run"] in theirs and theirs[r["run"]]]
+        ok = row["status"] == "ok" and reference["status"] == "ok" and pairs
+        row["time_ratio"] = round(statistics.median(pairs), 3) if ok else None
+
+
+def images(ctx: Context) -> dict:
+    """s3pput --images over the same JPEGs in each of ``image_layouts`` (by default 100
+    folders of 2 and 1 folder of 200): cold (``--put stupid --no-state``) and unchanged
+    rerun (``--put update`` with its journal). What a folder costs shows as the time of
+    many folders against one."""
+    s = ctx.settings
+    if not ctx.available(["s3pput"]):
+        missing = ctx.tools.get("s3pput") or Tool("s3pput", unavailable="not selected")
+        return dict(title="images", rows=[unavailable_row("images", missing, "s")])
+    layouts = [_image_layout(ctx, folders, per) for folders, per in s.image_layouts]
+
+    def check(layout: dict, bucket: str):
+        return lambda seed: verify.check_images(
+            ctx.client, bucket, PREFIX, layout["source"], layout["originals"],
+            layout["thumbnails"], (200, 300), sample=s.md5_sample, seed=seed)
+
+    cold_runs: Dict[str, List[dict]] = {lay["name"]: [] for lay in layouts}
+    warm_runs: Dict[str, List[dict]] = {lay["name"]: [] for lay in layouts}
+    argvs: Dict[tuple, List[str]] = {}
+    for turn in range(s.runs):
+        for layout in rotate(layouts, turn):
+            name, count = layout["name"], len(layout["originals"])
+            if not ctx.again(cold_runs[name]):
+                continue
+            bucket = ctx.fresh_bucket("images", "cold")
+            run_dir = ctx.run_dir("images-cold")
+            argv = argvs["cold", name] = ctx.commands.images(
+                layout["source"], bucket, PREFIX, os.path.join(run_dir, "mapping.csv"))
+            measured = ctx.run(argv, run_dir)
+            problem = summary_problem(s3pput_summary(measured), uploaded=count, failed=0)
+            checked = check(layout, bucket)(turn)
+            ctx.discard(bucket)
+            record = run_record(turn, bucket, measured, checked, measured.wall,
+                                problem=problem)
+            cold_runs[name].append(record)
+            _say(ctx, f"cold {name}", turn, record, "s")
+    def set_up(layout: dict) -> dict:
+        bucket = ctx.fresh_bucket("images", "rerun")
+        state = os.path.join(ctx.work_dir, f"state-{bucket}")
+        argv = ctx.commands.images(layout["source"], bucket, PREFIX,
+                                   os.path.join(ctx.work_dir, f"{bucket}.csv"), put="update")
+        return dict(bucket=bucket, state=state, argv=argv,
+                    initial=first_upload(ctx, "images", layout["name"], argv, bucket, state,
+                                         check(layout, bucket)))
+
+    prepared = {lay["name"]: ctx.prepare(("images", lay["source"]),
+                                         lambda lay=lay: set_up(lay)) for lay in layouts}
+    for turn in range(s.runs):
+        for layout in rotate(layouts, turn):
+            name = layout["name"]
+            if not ctx.again(warm_runs[name]):
+                continue
+            prep = prepared[name]
+            argvs["rerun", name] = prep["argv"]
+            record = rerun_turn(ctx, "images", "s3pput", turn, prep["argv"], prep["bucket"],
+                                prep["state"], check(layout, prep["bucket"]),
+                                prep["initial"], len(layout["originals"]))
+            warm_runs[name].append(record)
+            _say(ctx, f"rerun {name}", turn, record, "s")
+    rows = []
+    reference = min(layouts, key=lambda lay: lay["folders"])["name"]
+    for phase, runs in (("cold", cold_runs), ("rerun", warm_runs)):
+        phase_rows = [make_row("images", "s3pput", "s", runs[lay["name"]],
+                               variant=f"{phase}, {lay['name']}", higher_is_better=False,
+                               argv=argvs.get((phase, lay["name"])), phase=phase,
+                               layout=lay["name"], images=len(lay["originals"]))
+                      for lay in layouts]
+        _time_ratios(phase_rows, next(r for r in phase_rows if r["layout"] == reference))
+        rows += phase_rows
+    return dict(title=f"images: s3pput --images, the same JPEGs "
+                      f"({s.image_size[0]}x{s.image_size[1]}) as folders x images: "
+                      + ", ".join(lay["name"] for lay in layouts),
+                reference_layout=reference, rows=rows)
+
+
 WORKLOADS = dict(small=small, rerun=rerun, photos=photos, large=large, walk=walk)
+WAN_WORKLOADS = dict(small=small, rerun=rerun, large=large, images=images)
