@@ -29,7 +29,7 @@ def load_average() -> str:
 def tool_notes(settings: Settings) -> Dict[str, str]:
     processes = settings.s3pput_processes or \
         f"not given (s3pput's default: the CPU count, {os.cpu_count()})"
-    inflight = settings.s3pput_inflight or "not given (s3pput's default, 16)"
+    inflight = settings.s3pput_inflight or "not given (s3pput's default: adaptive, see README)"
     rclone = ("--transfers/--checkers raised from 4/8 for many small files; sync with "
               "--fast-list (one listing instead of one per directory)"
               if settings.rclone_transfers else "its defaults (--transfers 4, --checkers 8)")
