@@ -46,7 +46,6 @@ import shutil
 import signal
 import socket
 import stat
-import tempfile
 import threading
 import time
 import uuid
@@ -57,15 +56,7 @@ from . import __version__
 from .config import Config
 from .errors import ConfigError, FatalError, S3pputError
 from .jobs import FAILED, STOP, Fatal, Finish, Job, Note, Result, Results
-from .pipeline import (
-    STAT_QUEUE_MESSAGES,
-    STOP_GRACE_SECONDS,
-    Interrupt,
-    PutQueues,
-    finish,
-    statter_process,
-    walker_process,
-)
+from .pipeline import STOP_GRACE_SECONDS, Core, Interrupt, PutQueues, finish
 
 CONNECT_SECONDS = 10.0  # for a scheduler to answer
 CHECK_SECONDS = 120.0  # for every worker to answer the check before the run
@@ -403,14 +394,10 @@ def _run(cfg: Config, client, access, cwd: str, threads: int) -> Dict:
     # any thread exists.
     ctx = multiprocessing.get_context("spawn")
     put_queues = PutQueues(ctx, 1)  # the dispatcher is its one reader
-    stat_queue = ctx.Queue(maxsize=STAT_QUEUE_MESSAGES)
-    stop = ctx.Event()
-    reply_recv, reply_send = ctx.Pipe(duplex=False)
-    spool_dir = tempfile.mkdtemp(prefix="s3pput-")
-    statter = ctx.Process(target=statter_process, name="s3pput-statter",
-                          args=(cfg, stat_queue, reply_send))
-    walker = ctx.Process(target=walker_process, name="s3pput-walker",
-                         args=(cfg, access, spool_dir, put_queues, stat_queue, stop, None))
+    core = Core.make(ctx, cfg, access, put_queues, None)
+    stat_queue, stop, reply_recv, spool_dir = \
+        core.stat_queue, core.stop, core.reply_recv, core.spool_dir
+    statter, walker = core.statter, core.walker
     dispatcher = Dispatcher(client, cfg, cwd, put_queues.queues[0], stat_queue.put, stop,
                             BATCHES_PER_THREAD * threads)
     interrupted, lost = False, ""

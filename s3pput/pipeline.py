@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Dict, List
+from typing import Dict, List, NamedTuple
 
 from .config import Config
 from .errors import FatalError
@@ -222,17 +222,11 @@ def run(cfg: Config) -> Dict:
     ctx = multiprocessing.get_context("fork" if threading.active_count() == 1 else "spawn")
     put_queues = PutQueues(ctx, cfg.processes)
     rate_state = ctx.Value("d", 0.0) if cfg.max_rate else None
-    # Bounded too: if the statter falls behind, workers wait instead of buffering
-    # without limit (a million results must not pile up in memory).
-    stat_queue = ctx.Queue(maxsize=STAT_QUEUE_MESSAGES)
-    stop = ctx.Event()
     slots = ctx.Value("q", cfg.limit) if cfg.limit is not None else None
-    reply_recv, reply_send = ctx.Pipe(duplex=False)
-    spool_dir = tempfile.mkdtemp(prefix="s3pput-")
-    statter = ctx.Process(target=statter_process, name="s3pput-statter",
-                          args=(cfg, stat_queue, reply_send))
-    walker = ctx.Process(target=walker_process, name="s3pput-walker",
-                         args=(cfg, access, spool_dir, put_queues, stat_queue, stop, slots))
+    core = Core.make(ctx, cfg, access, put_queues, slots)
+    stat_queue, stop, reply_recv, spool_dir = \
+        core.stat_queue, core.stop, core.reply_recv, core.spool_dir
+    statter, walker = core.statter, core.walker
     putters = [ctx.Process(target=putter_process, name=f"s3pput-putter-{n}",
                            args=(cfg, n, put_queues, stat_queue, stop, slots, rate_state))
                for n in range(cfg.processes)]
@@ -262,6 +256,33 @@ def run(cfg: Config) -> Dict:
                      Finish(interrupted, tuple(dead), walker_code))
     summary["interrupted"] = interrupted
     return summary
+
+
+class Core(NamedTuple):
+    """What every run has, whoever puts: the statter and the walker (not started yet),
+    the queue to the statter, the stop event, the statter's reply, a spool directory."""
+
+    stat_queue: object
+    stop: object
+    reply_recv: object
+    spool_dir: str
+    statter: object
+    walker: object
+
+    @classmethod
+    def make(cls, ctx, cfg: Config, access, put_queues: PutQueues, slots) -> "Core":
+        # Bounded too: if the statter falls behind, workers wait instead of buffering
+        # without limit (a million results must not pile up in memory).
+        stat_queue = ctx.Queue(maxsize=STAT_QUEUE_MESSAGES)
+        stop = ctx.Event()
+        reply_recv, reply_send = ctx.Pipe(duplex=False)
+        spool_dir = tempfile.mkdtemp(prefix="s3pput-")
+        statter = ctx.Process(target=statter_process, name="s3pput-statter",
+                              args=(cfg, stat_queue, reply_send))
+        walker = ctx.Process(target=walker_process, name="s3pput-walker",
+                             args=(cfg, access, spool_dir, put_queues, stat_queue, stop,
+                                   slots))
+        return cls(stat_queue, stop, reply_recv, spool_dir, statter, walker)
 
 
 def finish(statter, stat_queue, reply_recv, message: Finish) -> Dict:
