@@ -22,9 +22,10 @@ signatures accepts the result, as SeaweedFS without an identities config does), 
 ``refuse_request_headers(status, code, *names)`` answers requests carrying them with that
 error (a store that does not implement them).
 
-`hold` is how a test makes a run slow on purpose without guessing how slow: the
-requests reach the store, their answers wait until `release()`, so the run stays
-"mid-run" for as long as the test needs, however fast or busy the machine is.
+``hold_answers(methods, after)`` is how a test makes a run slow on purpose without
+guessing how slow: unlike a gate it lets the requests reach the store (the work is done)
+and holds their answers until ``release_answers()``, so a run stays "mid-run", every
+request of it in flight, for as long as the test needs, however fast or busy the machine.
 
 Which requests a fault hits is drawn from one random.Random(seed), three draws
 per request whatever faults are set: the same sequence of requests meets the
@@ -59,7 +60,8 @@ CHUNKED = "chunked"
 UNTIL_EOF = "until-eof"
 
 # Fault kinds, the keys of FaultProxy.faults_injected.
-FAIL, RESET, DELAY, BLACKHOLE, HOLD = "fail", "reset", "delay", "blackhole", "hold"
+FAIL, RESET, DELAY, BLACKHOLE = "fail", "reset", "delay", "blackhole"
+HELD_ANSWER = "held answer"  # a request whose answer hold_answers held back
 # requests a gate held; requests that lost headers; requests refused for their headers
 HELD, STRIPPED, REFUSED = "held", "stripped", "refused"
 
@@ -318,7 +320,7 @@ class Decision(NamedTuple):
     reset: bool = False
     fail: Optional[Rule] = None
     delay: float = 0.0
-    hold: Optional[threading.Event] = None  # set when the held answer may go
+    answer_gate: Optional[threading.Event] = None  # set when the held answer may go
 
 
 def _rule(fraction, methods, **extra):
@@ -350,8 +352,8 @@ class FaultProxy:
     arrived, method) of every request, in arrival order; with `record_heads=True`,
     `request_heads` lists (method, target, headers) of every request. Fault settings
     may change at any time while it runs; they apply to requests whose head
-    arrives afterwards. Precedence per request: blackhole, reset, fail, then hold and
-    delay (a held answer is delayed after its release).
+    arrives afterwards. Precedence per request: blackhole, reset, fail, then held
+    answer and delay (a held answer is delayed after its release).
     A stopped proxy cannot be started again: make a new one.
     """
 
@@ -368,7 +370,7 @@ class FaultProxy:
         self._threads = []
         self._conns = set()  # every open Conn, so stop() can wake their threads
         self._clients = 0  # client connections being served
-        self._hold = self._hold_gate = None  # which requests to hold, and their gate
+        self._hold = self._answer_gate = None  # whose answers to hold, and their gate
         self._hold_passes = 0
         self._record_times = record_times
         self._record_heads = record_heads
@@ -450,30 +452,30 @@ class FaultProxy:
         with self._lock:
             self._blackhole = on
 
-    def hold(self, *, methods=None, after=0):
+    def hold_answers(self, *, methods=None, after=0):
         """Let `after` more requests (of `methods`, default all) through, then hold the
-        answer to every later one until `release()`: the request reaches the target (the
-        store does the work) but the client waits for its answer, for as long as the test
-        needs. faults_injected["hold"] counts the held requests."""
+        answer to every later one until `release_answers()`: the request reaches the
+        target (the store does the work) but the client waits for its answer, for as long
+        as the test needs. faults_injected["held answer"] counts the held requests."""
         with self._lock:
             self._hold = _rule(1.0, methods)
             self._hold_passes = after
-            self._hold_gate = threading.Event()
+            self._answer_gate = threading.Event()
 
-    def release(self, *, keep_holding=False):
+    def release_answers(self, *, keep_holding=False):
         """Pass on every held answer; hold no more, or (keep_holding) hold the answers
         to later requests as before, until the next release."""
         with self._lock:
-            if self._hold_gate is not None:
-                self._hold_gate.set()
+            if self._answer_gate is not None:
+                self._answer_gate.set()
             if keep_holding and self._hold is not None:
-                self._hold_gate = threading.Event()
+                self._answer_gate = threading.Event()
             else:
-                self._hold = self._hold_gate = None
+                self._hold = self._answer_gate = None
 
     def clear(self):
-        """No more faults (held answers are released)."""
-        self.release()
+        """No more faults (held answers are released, gates opened)."""
+        self.release_answers()
         with self._lock:
             self._fail = self._reset = self._delay = None
             self._blackhole = False
@@ -606,8 +608,8 @@ class FaultProxy:
                 if self._hold_passes > 0:
                     self._hold_passes -= 1
                 else:
-                    decision = decision._replace(hold=self._hold_gate)
-                    self._faults_injected[HOLD] += 1
+                    decision = decision._replace(answer_gate=self._answer_gate)
+                    self._faults_injected[HELD_ANSWER] += 1
             return decision
 
     def _serve(self, sock):
@@ -744,8 +746,8 @@ class FaultProxy:
         return upstream, request.keeps_alive()
 
     def _relay_response(self, upstream, client, method, response, decision):
-        if decision.hold is not None:
-            while not decision.hold.wait(_TICK):
+        if decision.answer_gate is not None:
+            while not decision.answer_gate.wait(_TICK):
                 if self._stopping.is_set():
                     raise _Stopped("proxy stopping")
         if decision.delay and self._stopping.wait(decision.delay):

@@ -366,23 +366,23 @@ def test_delay_then_clear(proxy, conn):
     assert proxy.faults_injected == {"delay": 1}  # the second request was not delayed
 
 
-def test_hold_lets_some_through_then_holds_answers_until_release(proxy, target, conn):
-    proxy.hold(methods=["GET"], after=1)
+def test_hold_answers_lets_some_through_then_holds_answers_until_release(proxy, target, conn):
+    proxy.hold_answers(methods=["GET"], after=1)
     assert get(conn, "/bytes/1") == (200, pattern(1))  # the one let through
     assert get(conn, "/bytes/2", "HEAD")[0] == 200  # not a held method
     answers = []
     held = threading.Thread(target=lambda: answers.append(get(conn, "/bytes/3")))
     held.start()
     wait_until(lambda: len(target.seen) == 3, "the held request at the target")
-    assert proxy.faults_injected == {"hold": 1}
+    assert proxy.faults_injected == {"held answer": 1}
     assert answers == []  # the target has answered; the client still waits
-    proxy.release()
+    proxy.release_answers()
     held.join(30)
     assert answers == [(200, pattern(3))]
 
 
-def test_release_passes_on_every_held_answer_and_holds_no_more(proxy, target):
-    proxy.hold()
+def test_release_answers_passes_on_every_held_answer_and_holds_no_more(proxy, target):
+    proxy.hold_answers()
     answers = []
 
     def ask(n):
@@ -393,38 +393,38 @@ def test_release_passes_on_every_held_answer_and_holds_no_more(proxy, target):
     for thread in waiting:
         thread.start()
     wait_until(lambda: len(target.seen) == 3, "three requests at the target")
-    wait_until(lambda: proxy.faults_injected["hold"] == 3, "three held answers")
+    wait_until(lambda: proxy.faults_injected["held answer"] == 3, "three held answers")
     assert answers == []
-    proxy.release()
+    proxy.release_answers()
     for thread in waiting:
         thread.join(30)
     assert sorted(answers) == [(200, pattern(n)) for n in (1, 2, 3)]
     with contextlib.closing(connect(proxy)) as conn:
         assert get(conn, "/bytes/4") == (200, pattern(4))  # not held
-    assert proxy.faults_injected == {"hold": 3}
+    assert proxy.faults_injected == {"held answer": 3}
 
 
-def test_release_keep_holding_holds_the_later_requests(proxy, target, conn):
-    proxy.hold()
+def test_release_answers_keep_holding_holds_the_later_requests(proxy, target, conn):
+    proxy.hold_answers()
     answers = []
     first = threading.Thread(target=lambda: answers.append(get(conn, "/bytes/1")))
     first.start()
-    wait_until(lambda: proxy.faults_injected["hold"] == 1, "the first held request")
-    proxy.release(keep_holding=True)
+    wait_until(lambda: proxy.faults_injected["held answer"] == 1, "the first held request")
+    proxy.release_answers(keep_holding=True)
     first.join(30)
     assert answers == [(200, pattern(1))]
     second = threading.Thread(target=lambda: answers.append(get(conn, "/bytes/2")))
     second.start()
     wait_until(lambda: len(target.seen) == 2, "the second request at the target")
-    assert proxy.faults_injected == {"hold": 2} and len(answers) == 1  # held in its turn
-    proxy.release()
+    assert proxy.faults_injected == {"held answer": 2} and len(answers) == 1  # held in its turn
+    proxy.release_answers()
     second.join(30)
     assert answers == [(200, pattern(1)), (200, pattern(2))]
 
 
 def test_held_answer_ends_when_the_proxy_stops(target):
     proxy = FaultProxy(target.server_address[1]).start()
-    proxy.hold()
+    proxy.hold_answers()
     failed = []
 
     def ask():
@@ -436,7 +436,7 @@ def test_held_answer_ends_when_the_proxy_stops(target):
 
     waiting = threading.Thread(target=ask)
     waiting.start()
-    wait_until(lambda: proxy.faults_injected["hold"] == 1, "the held request")
+    wait_until(lambda: proxy.faults_injected["held answer"] == 1, "the held request")
     proxy.stop(timeout=30)
     waiting.join(30)
     assert len(failed) == 1 and proxy_threads(proxy) == []

@@ -8,7 +8,7 @@ every object's bytes against the source file; and the JSON summary's counts alwa
 (``walked = uploaded + skipped + failed``).
 
 Runs that must be interrupted or broken while they are still going are started with
-``subprocess.Popen`` behind a proxy that holds the store's answers back (``hold``) until
+``subprocess.Popen`` behind a proxy that holds the store's answers back (``hold_answers``) until
 the test has done what it came to do: "mid-run" is a state the test waits for (requests
 held, rows journaled, a line printed), never a guess about how fast the machine is. (The
 one run that must reach a server that is then killed, without a proxy between, is kept
@@ -467,10 +467,10 @@ def test_signal_mid_run_stops_all_processes_within_5s_exit_130_then_rerun(
     with FaultProxy(s3server.port) as proxy:
         # 64 files go up, then the answers to every PUT are held: the run is mid-run,
         # every putter thread in a request, until the test releases them
-        proxy.hold(methods=["PUT"], after=64)
+        proxy.hold_answers(methods=["PUT"], after=64)
         run = Run(cli, "--bucket", bucket, "--endpoint-url", proxy.url, "--json",
                   "--state", state, "--inflight", INFLIGHT, src)
-        wait_until(lambda: proxy.faults_injected["hold"] >= 2 * INFLIGHT,
+        wait_until(lambda: proxy.faults_injected["held answer"] >= 2 * INFLIGHT,
                    "every request of both putters held", run)
         tree = [identity(pid) for pid in [run.pid, *descendants(run.pid)]]
         assert len(tree) >= 4, tree  # main, statter, 2 putters (and the walker, if still on)
@@ -482,14 +482,14 @@ def test_signal_mid_run_stops_all_processes_within_5s_exit_130_then_rerun(
             os.kill(run.pid, signum)
         if not hung_requests:
             # the uploads in flight finish (a request started after the stop would wait)
-            proxy.release(keep_holding=True)
+            proxy.release_answers(keep_holding=True)
         # else: they stay unanswered (the default timeout is 60 s): they can neither
         # finish nor fail within the stop bound
         while any(alive(p) for p in tree) and time.monotonic() - sent_at < STOP_SECONDS:
             time.sleep(0.02)
         left = [p for p in tree if alive(p)]
         code = run.wait()
-        proxy.release()
+        proxy.release_answers()
         stored = settled_keys(s3, bucket, proxy)
     assert not left, f"still running {STOP_SECONDS} s after {signame}: {left}"
     assert not processes_mentioning(bucket), "orphans left behind"
@@ -520,15 +520,15 @@ def test_putter_killed_mid_run_exit_1_lost_files_failed_then_rerun(cli, s3, s3se
     log = tmp_path / "run.log"
     with FaultProxy(s3server.port) as proxy:
         # 64 files go up, then every answer is held: each putter holds jobs when killed
-        proxy.hold(methods=["PUT"], after=64)
+        proxy.hold_answers(methods=["PUT"], after=64)
         run = Run(cli, "--bucket", bucket, "--endpoint-url", proxy.url, "--json",
                   "--state", state, "--log-file", log, "--inflight", INFLIGHT, src)
-        wait_until(lambda: proxy.faults_injected["hold"] >= 2 * INFLIGHT,
+        wait_until(lambda: proxy.faults_injected["held answer"] >= 2 * INFLIGHT,
                    "every request of both putters held", run)
         putters = workers(run.pid, "putter")
         assert len(putters) == 2, putters
         os.kill(putters[0], signal.SIGKILL)
-        proxy.release()
+        proxy.release_answers()
         code = run.wait()
         present = settled_keys(s3, bucket, proxy)
     stderr = run.stderr
@@ -561,14 +561,14 @@ def test_putter_killed_while_waiting_for_work_run_ends_exit_1_then_rerun(
     files = {**present_first, **small_files(40, dirs=1, tag="new")}
     make_tree(src, files)
     with FaultProxy(s3server.port) as proxy:
-        proxy.hold(methods=["GET"], after=1)
+        proxy.hold_answers(methods=["GET"], after=1)
         run = Run(cli, "--bucket", bucket, "--endpoint-url", proxy.url, "--json",
                   "--put", "add", "--state", state, src)
-        wait_until(lambda: proxy.faults_injected["hold"] >= 1, "the walker's listing", run)
+        wait_until(lambda: proxy.faults_injected["held answer"] >= 1, "the walker's listing", run)
         wait_until(lambda: len(workers(run.pid, "putter")) == 2, "two putters", run)
         assert proxy.by_method["PUT"] == 0  # nothing was queued yet: the putter is idle
         os.kill(workers(run.pid, "putter")[0], signal.SIGKILL)
-        proxy.release()
+        proxy.release_answers()
         code = run.wait()
         present = settled_keys(s3, bucket, proxy)
     stderr = run.stderr
@@ -589,14 +589,14 @@ def test_whole_run_killed_with_sigkill_journal_consistent_rerun_puts_the_rest(
     make_tree(src, files)
     with FaultProxy(s3server.port) as proxy:
         proxy.delay(0.2, methods=["PUT"])  # uploads and journal writes keep going ...
-        proxy.hold(methods=["PUT"], after=200)  # ... but the run cannot end before the crash
+        proxy.hold_answers(methods=["PUT"], after=200)  # ... but the run cannot end before the crash
         run = Run(cli, "--bucket", bucket, "--endpoint-url", proxy.url, "--json",
                   "--state", state, src)
         # the journal has caught up with some uploads (read read-only beside its writer)
         wait_until(lambda: journal_rows(state) >= 1, "the first rows in the journal", run)
         os.killpg(run.pid, signal.SIGKILL)  # a crash of everything, at any instant
         assert run.wait() == -signal.SIGKILL
-        proxy.release()
+        proxy.release_answers()
         stored = settled_keys(s3, bucket, proxy)
     db = sqlite3.connect(state)
     assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
@@ -615,14 +615,14 @@ def test_walker_killed_mid_run_run_ends_exit_1_then_rerun(cli, s3, s3server, buc
     with FaultProxy(s3server.port) as proxy:
         # No PUT is answered until the walker is dead: the putters and their queues hold
         # at most 6 batches, so the walker is still on, waiting for room, when killed.
-        proxy.hold(methods=["PUT"])
+        proxy.hold_answers(methods=["PUT"])
         run = Run(cli, "--bucket", bucket, "--endpoint-url", proxy.url, "--json",
                   "--state", state, "--inflight", INFLIGHT, src)
-        wait_until(lambda: proxy.faults_injected["hold"] >= 2 * INFLIGHT,
+        wait_until(lambda: proxy.faults_injected["held answer"] >= 2 * INFLIGHT,
                    "every request of both putters held", run)
         [walker] = workers(run.pid, "walker")
         os.kill(walker, signal.SIGKILL)
-        proxy.release()
+        proxy.release_answers()
         code = run.wait()
         present = settled_keys(s3, bucket, proxy)
     stderr = run.stderr
@@ -643,13 +643,13 @@ def test_file_appended_to_while_it_goes_up_in_parts_fails_changed_and_is_not_sto
     growing = src / "growing.bin"
     growing.write_bytes(os.urandom(25 * MiB))
     with FaultProxy(s3server.port) as proxy:
-        proxy.hold(methods=["PUT"])  # no part is answered before the file has grown
+        proxy.hold_answers(methods=["PUT"])  # no part is answered before the file has grown
         run = Run(cli, "--bucket", bucket, "--endpoint-url", proxy.url, "--json",
                   "--state", state, "--part-size", "5", "--multipart-threshold", "5", src)
         wait_until(lambda: proxy.by_method["POST"] >= 1, "the multipart upload began", run)
         with open(growing, "ab") as handle:
             handle.write(os.urandom(MiB))
-        proxy.release()
+        proxy.release_answers()
         code = run.wait()
     assert code == 1, run.stderr[-3000:]
     summary = summary_of(run.stdout)
@@ -675,14 +675,14 @@ def test_file_deleted_after_the_walk_before_its_upload_fails_with_a_reason(
     marker.write_bytes(b"excluded\n")
     with FaultProxy(s3server.port) as proxy:
         # 2 PUTs at a time, none answered: no putter thread reaches the victim meanwhile
-        proxy.hold(methods=["PUT"])
+        proxy.hold_answers(methods=["PUT"])
         run = Run(cli, "--bucket", bucket, "--endpoint-url", proxy.url, "--json", "-vv",
                   "--exclude", "*.skip", "--state", state, "--processes", "1",
                   "--inflight", "2", src)
         wait_until(lambda: f"excluded {marker}" in run.stderr, "the walk past the victim",
                    run)
         victim.unlink()
-        proxy.release()
+        proxy.release_answers()
         code = run.wait()
     assert code == 1, run.stderr[-3000:]
     summary = summary_of(run.stdout)
