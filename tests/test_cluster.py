@@ -3,9 +3,10 @@
 Against the real local S3 server: a ``LocalCluster`` of two worker processes
 (``--cluster local:2``), or a scheduler and workers started here as the README tells a
 user to (``dask scheduler``, ``dask worker tcp://...``). Results are read back with the
-independent client. A run is made slow, where a test needs it to be mid-run, by a
-``FaultProxy`` delay on PUT answers; "mid-run" is a state the test waits for (objects
-stored, a worker holding connections), never a guess of time.
+independent client. A run is kept mid-run, where a test needs it, by a ``FaultProxy``
+that holds the answers to PUTs (``hold_answers``) until the test has acted; "mid-run" is
+a state the test waits for (answers held, a worker holding connections), never a guess
+of time.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from test_reliability import (
     assert_bucket_holds,
     assert_rerun_put_only_what_was_missing,
     children,
+    connections_to,
     descendants,
     identity,
-    object_count,
     rerun_puts_only_what_is_missing,
     settled_keys,
     small_files,
@@ -100,29 +101,6 @@ def dask_workers(pid: int) -> List[int]:
         if b"spawn_main" in cmdline and not comm.startswith("s3pput-"):
             found.append(child)
     return found
-
-
-def connections_to(pid: int, port: int) -> int:
-    """How many established TCP connections process PID has to PORT on loopback."""
-    inodes = set()
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[len("socket:["):-1])
-        lines = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
-    except OSError:
-        return 0
-    count = 0
-    for line in lines:
-        fields = line.split()
-        remote, state, inode = fields[2], fields[3], fields[9]
-        if inode in inodes and state == "01" and int(remote.split(":")[1], 16) == port:
-            count += 1
-    return count
 
 
 def busy_worker(pid: int, port: int) -> int:
@@ -229,16 +207,16 @@ def test_worker_killed_mid_run_its_batches_run_again_nothing_lost_then_rerun(
     src = make_tree(tmp_path / "src", files)
     state = tmp_path / "state.sqlite"
     with FaultProxy(s3server.port) as proxy:
-        # Each worker keeps 4 PUTs in flight, each answered 0.2 s late: a batch of 64
-        # files takes a worker over 3 s, so its first batches are under way when the
-        # bucket holds 20 objects.
-        proxy.delay(0.2, methods=["PUT"])
+        # 20 files go up, then every answer is held: each worker with a batch (64 files)
+        # is in the middle of it, its 4 PUTs in flight, until the test releases them.
+        proxy.hold_answers(methods=["PUT"], after=20)
         run = Run(cli, "--bucket", bucket, "--endpoint-url", proxy.url, "--json",
                   "--state", state, "--cluster", "local:2", "--inflight", "4", src)
-        wait_until(lambda: object_count(s3, bucket) >= 20
+        wait_until(lambda: proxy.faults_injected["held answer"] >= 1
                    and busy_worker(run.pid, proxy.port), "a worker in the middle of a batch",
                    run)
         os.kill(busy_worker(run.pid, proxy.port), signal.SIGKILL)
+        proxy.release_answers()
         code = run.wait()
         puts = proxy.by_method["PUT"]
     stderr = run.stderr
@@ -305,12 +283,13 @@ def test_scheduler_killed_mid_run_exit_1_every_unfinished_file_named_then_rerun(
     state = tmp_path / "state.sqlite"
     log = tmp_path / "run.log"
     with FaultProxy(s3server.port) as proxy:
-        proxy.delay(0.2, methods=["PUT"])
+        proxy.hold_answers(methods=["PUT"], after=20)  # the run cannot end meanwhile
         run = Run(cli, "--bucket", bucket, "--endpoint-url", proxy.url, "--json",
                   "--state", state, "--log-file", log, "--cluster", address,
                   "--inflight", "4", src)
-        wait_until(lambda: object_count(s3, bucket) >= 20, "20 objects were stored", run)
+        wait_until(lambda: proxy.faults_injected["held answer"] >= 1, "answers held", run)
         os.killpg(scheduler.pid, signal.SIGKILL)
+        proxy.release_answers()
         code = run.wait()
         # The workers outlive their scheduler and may still be putting: end them, then
         # read what the bucket holds once nothing more can land.
@@ -338,24 +317,23 @@ def test_ctrl_c_on_cluster_local_2_cancels_the_run_exit_130_no_process_left_then
     src = make_tree(tmp_path / "src", files)
     state = tmp_path / "state.sqlite"
     with FaultProxy(s3server.port) as proxy:
-        proxy.delay(0.2, methods=["PUT"])
+        proxy.hold_answers(methods=["PUT"], after=20)  # the run cannot end meanwhile
         run = Run(cli, "--bucket", bucket, "--endpoint-url", proxy.url, "--json",
                   "--state", state, "--cluster", "local:2", "--inflight", "4", src)
-        wait_until(lambda: object_count(s3, bucket) >= 20
+        wait_until(lambda: proxy.faults_injected["held answer"] >= 1
                    and len(dask_workers(run.pid)) == 2, "uploads on both workers", run)
         processes = [identity(pid) for pid in descendants(run.pid)]
         os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl+C does
-        code = run.wait(timeout=30)
+        proxy.release_answers()  # the uploads in flight finish
+        code = run.wait()
         wait_until(lambda: not any(alive(process) for process in processes),
-                   "every process of the run has ended", timeout=10)
+                   "every process of the run has ended")
         present = settled_keys(s3, bucket, proxy)
     stderr = run.stderr
     assert code == 130, stderr[-3000:]
     # Workers, walker and statter ignore the terminal's Ctrl+C (no traceback from any);
     # the main process stops them all.
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
-    wait_until(lambda: not any(alive(process) for process in processes),
-               "every process of the run has ended", timeout=10)
     summary = summary_of(run.stdout)
     assert_adds_up(summary)
     assert summary["interrupted"]

@@ -266,6 +266,29 @@ def workers(pid: int, role: str) -> List[int]:
     return sorted(found)
 
 
+def connections_to(pid: int, port: int) -> int:
+    """How many established TCP connections process PID has to PORT on loopback."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:["):-1])
+        lines = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return 0
+    count = 0
+    for line in lines:
+        fields = line.split()
+        remote, state, inode = fields[2], fields[3], fields[9]
+        if inode in inodes and state == "01" and int(remote.split(":")[1], 16) == port:
+            count += 1
+    return count
+
+
 def processes_mentioning(marker: str) -> List[int]:
     """Live processes whose command line contains MARKER (workers share their parent's)."""
     found = []
