@@ -133,6 +133,10 @@ class Unreachable(TransientError):
     """A job failed fast by the ``Breaker``, without a request."""
 
 
+RACY_NS = 2_000_000_000  # a file modified this recently may still change within its tick
+RACY = -1  # the journal's mtime of such a file: it never equals a real one
+
+
 class Changed(FileError):
     """The file changed while it was being read."""
 
@@ -250,8 +254,17 @@ class Payload:
         return self.local_md5
 
     def mtime_ns(self) -> int:
-        """The mtime of the content that was read (the walk's, for archive members)."""
-        return self.stat0.st_mtime_ns if self.stat0 is not None else self.job.mtime_ns
+        """The mtime of the content that was read (the walk's, for archive members), as the
+        journal may trust it: ``RACY`` when the file was modified so shortly before it was
+        read that a rewrite of the same size could still follow within the same tick of
+        the file system's clock, unseen by size and mtime (git's "racy" rule). The journal
+        then keeps the row, but the next run compares the content instead of trusting
+        size and mtime (and records the real mtime once it is settled)."""
+        if self.stat0 is None:
+            return self.job.mtime_ns
+        if time.time_ns() - self.stat0.st_mtime_ns < RACY_NS:
+            return RACY
+        return self.stat0.st_mtime_ns
 
 
 # Parts of one file in flight at once (s5cmd sends 5, the AWS CLI 10): enough to keep

@@ -26,6 +26,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,7 @@ from s3pput.jobs import (
 from s3pput.journal import Journal
 from s3pput.statter import Log, Statter
 from s3pput.store import make_store
-from s3pput.transfer import Transfer, UploadSlots
+from s3pput.transfer import RACY_NS, Transfer, UploadSlots
 from s3pput.walker import Walker
 
 MiB = 1024 * 1024
@@ -69,8 +70,12 @@ def config(tmp_path: Path, **options) -> Config:
 
 
 def write(path: Path, data: bytes) -> Path:
+    """Writes a file that has settled: modified long enough ago that the journal may
+    vouch for it by size and mtime (``transfer.RACY_NS``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
+    settled = time.time_ns() - 2 * RACY_NS
+    os.utime(path, ns=(settled, settled))
     return path
 
 

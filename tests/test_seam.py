@@ -13,6 +13,7 @@ import itertools
 import os
 import queue
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -44,7 +45,7 @@ from s3pput.jobs import (
 )
 from s3pput.putter import Putter
 from s3pput.statter import Log, Statter
-from s3pput.transfer import Breaker, Transfer, UploadSlots
+from s3pput.transfer import RACY, RACY_NS, Breaker, Transfer, UploadSlots
 from s3pput.walker import Walker
 
 MiB = 1024 * 1024
@@ -114,6 +115,21 @@ def test_update_trusts_the_journal_when_size_mtime_and_etag_agree(tmp_path):
         job_for(path, "k", remote=remote_of("k", b"stored"), journal=journal))
     assert (result.outcome, result.reason) == (SKIPPED, "unchanged")
     assert store.calls == []
+
+
+def test_a_file_modified_just_before_it_was_read_is_journaled_as_racy(tmp_path):
+    """A rewrite of the same size within the same tick of the file system's clock keeps
+    size and mtime: the journal must not vouch for a file read that soon after a change
+    (git's racy rule), and vouches once the file has settled."""
+    store = FakeStore()
+    path = write(tmp_path / "k", b"fresh")
+    fresh = Transfer(config(tmp_path), store, UploadSlots()).run(job_for(path, "k"))
+    assert (fresh.outcome, fresh.mtime_ns) == (UPLOADED, RACY)
+    settled = time.time_ns() - 2 * RACY_NS
+    os.utime(path, ns=(settled, settled))
+    again = Transfer(config(tmp_path), store, UploadSlots()).run(
+        job_for(path, "k", remote=remote_of("k", b"fresh")))
+    assert (again.outcome, again.mtime_ns) == (SKIPPED, settled)  # hashed, then recorded
 
 
 def test_add_skips_a_present_key_without_any_request(tmp_path):
