@@ -1,4 +1,5 @@
-"""The fast path for single-part PUTs: a lean first attempt beside the boto3 client.
+"""The fast path for PUTs (single objects and the parts of multipart uploads) and listing
+pages: a lean first attempt beside the boto3 client.
 
 Why: botocore's request pipeline (events, endpoint rules, user agent, signing through
 generic request objects, response parsing through the email package) costs about 1 ms of
@@ -261,12 +262,15 @@ class FastPut:
                 return None
         return headers
 
-    def put(self, key: str, data: bytes, md5: bytes, params: Dict) -> Optional[str]:
+    def put(self, key: str, data: bytes, md5: bytes, params: Dict,
+            query: Optional[Dict[str, str]] = None) -> Optional[str]:
         """Put DATA (whose raw MD5 is MD5) under KEY; return the ETag, or None.
 
-        A 412 answer to a conditional PUT (``IfNoneMatch``/``IfMatch`` in PARAMS) is
-        definitive and raises ``PreconditionFailed``; any other refusal, 501 included,
-        returns None (boto3 then says what it is)."""
+        QUERY: the request's query parameters; ``{"partNumber": N, "uploadId": U}`` makes
+        it an UploadPart (for which PARAMS is empty). A 412 answer to a conditional PUT
+        (``IfNoneMatch``/``IfMatch`` in PARAMS) is definitive and raises
+        ``PreconditionFailed``; any other refusal, 501 included, returns None (boto3 then
+        says what it is)."""
         if time.monotonic() < self.closed_until:
             return None
         headers = self._headers(data, md5, params)
@@ -274,8 +278,10 @@ class FastPut:
         if credentials is None:
             return None
         path = self.path_prefix + quote(key, safe="/~")
-        self.signer.sign("PUT", path, headers, credentials)
-        message = (f"PUT {path} HTTP/1.1\r\n"
+        query_string = canonical_query(query) if query else ""
+        self.signer.sign("PUT", path, headers, credentials, query=query_string)
+        target = f"{path}?{query_string}" if query_string else path
+        message = (f"PUT {target} HTTP/1.1\r\n"
                    + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
                    + "\r\n").encode("ascii") + data
         for attempt in (1, 2):

@@ -234,17 +234,18 @@ class Payload:
         return digest
 
     def parts(self, part_size: int) -> Iterator[bytes]:
+        """The stored body in parts of PART_SIZE. No MD5 of the whole file is taken on the
+        way: nothing decides by it (the journal vouches by size, mtime and ETag, and a
+        multipart ETag is made of the parts' MD5s, which the parts' requests take), and a
+        second pass over every byte, in the one thread that reads the parts, held a
+        256 MiB upload at 40 ms to 62 MB/s against s5cmd's 110 (py-spy: a fifth of the
+        samples in that update)."""
         stream = self.stream()
-        whole = hashlib.md5() if not self.gzip else None
         while True:
             data = stream.read(part_size)
             if not data:
                 break
-            if whole is not None:
-                whole.update(data)
             yield data
-        if whole is not None:
-            self.local_md5 = whole.hexdigest()
 
     def known_md5(self) -> str:
         """Hex MD5 of the local content (before gzip) if it was computed on the way, or

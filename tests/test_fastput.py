@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import os
 from unittest import mock
 
 import boto3
@@ -71,6 +72,26 @@ def test_many_puts_reuse_one_connection(fast, s3, bucket):
         data = b"x" * n
         assert fast.put(f"many/{n}", data, hashlib.md5(data).digest(), {}) is not None
     assert len(s3.list_objects_v2(Bucket=bucket, Prefix="many/")["Contents"]) == 20
+
+
+def test_parts_of_a_multipart_upload_go_up_on_the_lean_path(fast, s3, bucket):
+    """An UploadPart is a PUT with ``partNumber`` and ``uploadId`` in its (signed) query:
+    the parts' ETags complete the upload into the object boto3 reads back."""
+    key = "parts/with space+plus"
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    chunks = [os.urandom(5 * 1024 * 1024), b"tail"]
+    etags = []
+    for number, data in enumerate(chunks, 1):
+        md5 = hashlib.md5(data).digest()
+        etag = fast.put(key, data, md5, {}, query={"partNumber": str(number),
+                                                   "uploadId": upload})
+        assert etag == md5.hex()
+        etags.append(etag)
+    s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={
+        "Parts": [{"PartNumber": n, "ETag": f'"{e}"'} for n, e in enumerate(etags, 1)]})
+    assert body_of(s3, bucket, key) == b"".join(chunks)
+    whole = hashlib.md5(b"".join(bytes.fromhex(e) for e in etags)).hexdigest()
+    assert s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"') == f"{whole}-2"
 
 
 def test_a_wrong_md5_is_refused_and_answered_none(fast, s3, bucket):
