@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import shutil
@@ -321,7 +322,10 @@ def _watch(walker, putters, put_queues: PutQueues, stop, statter):
             put_queues.send_stops(stop)
 
     while walker.is_alive() or any(p.is_alive() for p in putters):
-        time.sleep(0.05)
+        # Woken at once when a process ends (no fixed poll on the way out of a run), and
+        # at least every 50 ms to look at the stop flag.
+        multiprocessing.connection.wait(
+            [p.sentinel for p in (walker, statter, *putters) if p.is_alive()], 0.05)
         note_deaths()
         if not statter.is_alive():
             # Without the statter nobody can count or report: stop everything.

@@ -45,7 +45,6 @@ from .headers import (
     thumbnail_params,
     type_by_name,
 )
-from .images import ThumbnailSpec, make_thumbnails, normalize_format, sniff_image
 from .jobs import FAILED, SKIPPED, UNLISTED, UPDATED, UPLOADED, Job, RemoteObject, Result
 from .sources import open_source
 from .store import Store, run_now
@@ -141,9 +140,17 @@ class Changed(FileError):
     """The file changed while it was being read."""
 
 
+def images():
+    """The thumbnailer, imported on first use: Pillow costs a putter about 40 ms of CPU
+    at start, which a run without images (or a re-run that puts nothing) need not pay."""
+    from . import images as module
+
+    return module
+
+
 def _content_type(cfg: Config, job: Job, name: str, head: bytes) -> str:
     """The Content-Type JOB's file (called NAME, starting with HEAD) is put with."""
-    kind = sniff_image(head) if job.thumbnail_keys else None
+    kind = images().sniff_image(head) if job.thumbnail_keys else None
     return content_type_of(cfg, name, head, kind.mime if kind else "")
 
 
@@ -450,7 +457,7 @@ class Transfer:
         the original's new ETag. Thumbnails first, the original last (as puts go: an
         original updated means its thumbnails are)."""
         if job.thumbnail_keys:
-            mime = normalize_format(self.cfg.thumbnail_format).mime
+            mime = images().normalize_format(self.cfg.thumbnail_format).mime
             for _, key in job.thumbnail_keys:
                 self.request(self.store.copy_in_place, key, thumbnail_params(params, mime),
                              path=job.display)
@@ -478,10 +485,10 @@ class Transfer:
         keys = [key for _, key in job.thumbnail_keys]
         if self.cfg.dry_run and not self.cfg.preview:
             return 0, None
-        specs = [ThumbnailSpec(name, width, height)
+        specs = [images().ThumbnailSpec(name, width, height)
                  for name, width, height in self.cfg.thumbnails]
         source = payload.data if payload.data is not None else job.source.path
-        thumbnails = make_thumbnails(source, specs, fmt=self.cfg.thumbnail_format,
+        thumbnails = images().make_thumbnails(source, specs, fmt=self.cfg.thumbnail_format,
                                      quality=self.cfg.thumbnail_quality,
                                      path_for_errors=job.display)
         sent = 0
