@@ -54,8 +54,10 @@ class Settings:
     rclone_fast_list: bool = True  # sync with --fast-list (one listing, not one per dir)
     # Variants of a tool: extra flags, one string each ("" = the tool as configured
     # above). Each variant is a row of its own in small and rerun; the other workloads
-    # run the first variant only. Add a row by adding a string, e.g. "--cluster local:2".
-    variants: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+    # run the first variant only. The loopback runs add s3pput on a local Dask cluster of
+    # two workers: what a cluster run costs over a local one (issue 11; no target).
+    variants: Dict[str, Tuple[str, ...]] = field(
+        default_factory=lambda: {"s3pput": ("", "--cluster local:2")})
     # a contender whose first run of a workload took longer than this many seconds is
     # not run again at that round trip (its figure is then the one run); None: always
     slow_run_seconds: Optional[float] = None
@@ -84,6 +86,7 @@ QUICK = dict(
     walk_sizes=((5_000, 250), (20_000, 1000)),
     md5_sample=10,
     run_timeout=120.0,
+    variants={},
     workloads=tuple(w for w in WORKLOADS if w != "profile"),
 )
 
