@@ -267,6 +267,9 @@ def main() -> None:
     """Serve until Ctrl+C or SIGTERM (or until weed exits), then stop the server. The
     server runs in a session of its own (a Ctrl+C at the terminal does not reach it), so
     it is stopped here, whichever signal came, even one during start-up."""
+    # SIGINT too, explicitly: a process started in the background by a shell without job
+    # control inherits SIGINT ignored, and Python then keeps it ignored.
+    signal.signal(signal.SIGINT, _stop_signal)
     signal.signal(signal.SIGTERM, _stop_signal)
     signal.signal(signal.SIGHUP, _stop_signal)  # the terminal went away
     server = LocalS3(buckets=sys.argv[1:], metrics=True)
