@@ -36,7 +36,7 @@ $(VENV)/.bench-installed: $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	@touch $@
 
-# loopback (about 8 minutes), then the WAN runs through a latency proxy (about 20)
+# loopback (10-15 minutes on 2 cores), then the WAN runs through a latency proxy (about 16)
 bench: $(VENV)/.bench-installed
 	$(PY) -m bench
 	$(PY) -m bench --wan
