@@ -899,6 +899,27 @@ def test_credentials_never_printed_with_vv_log_file_json_nor_on_bad_credentials(
 
 # -- incremental runs ----------------------------------------------------------------------
 
+def test_a_same_size_rewrite_that_keeps_the_mtime_is_uploaded_by_the_next_run(
+        cli, s3, bucket, src, state):
+    """A file rewritten within the same tick of the file system's clock keeps its size and
+    mtime. Its mtime is set here so that every read of it is within ``RACY_NS`` of it (an
+    hour ahead, as a clock ahead of the run's would be), whatever the machine's speed: the
+    journal must not vouch for it, and the rerun compares, finds and uploads the change."""
+    path = src / "a.txt"
+    path.write_bytes(b"first")
+    stamp = time.time_ns() + 3600 * 10**9
+    os.utime(path, ns=(stamp, stamp))
+    first = cli("--bucket", bucket, "--json", "--state", state, src)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert counts(summary_of(first.stdout)) == (1, 1, 0, 0)
+    path.write_bytes(b"again")  # the same size
+    os.utime(path, ns=(stamp, stamp))  # the same mtime: size and mtime say "unchanged"
+    again = cli("--bucket", bucket, "--json", "--state", state, src)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert counts(summary_of(again.stdout)) == (1, 1, 0, 0)
+    assert s3.get_object(Bucket=bucket, Key="a.txt")["Body"].read() == b"again"
+
+
 def test_rerun_on_unchanged_tree_of_2500_files_costs_3_lists_no_put_no_head(
         cli, s3, s3server, bucket, src, state):
     files = small_files(2500, size=16, dirs=25)

@@ -123,6 +123,8 @@ def test_a_file_modified_just_before_it_was_read_is_journaled_as_racy(tmp_path):
     (git's racy rule), and vouches once the file has settled."""
     store = FakeStore()
     path = write(tmp_path / "k", b"fresh")
+    ahead = time.time_ns() + RACY_NS  # read within RACY_NS of it, however slow the read
+    os.utime(path, ns=(ahead, ahead))
     fresh = Transfer(config(tmp_path), store, UploadSlots()).run(job_for(path, "k"))
     assert (fresh.outcome, fresh.mtime_ns) == (UPLOADED, RACY)
     settled = time.time_ns() - 2 * RACY_NS
