@@ -28,6 +28,11 @@ REGION = "us-east-1"
 RCLONE_REMOTE = "bench"
 
 
+def _flags(*pairs) -> List[str]:
+    """The flags of (FLAG, VALUE) PAIRS whose value is set (None or 0: the tool's own)."""
+    return [part for flag, value in pairs if value for part in (flag, str(value))]
+
+
 @dataclass
 class Tool:
     """One tool: its command prefix, version, and why it is unavailable (if it is)."""
@@ -146,20 +151,12 @@ class Commands:
     # -- flags, for the results file and the report ------------------------------------
 
     def s3pput_tuning(self) -> List[str]:
-        flags = []
-        if self.settings.s3pput_processes:
-            flags += ["--processes", str(self.settings.s3pput_processes)]
-        if self.settings.s3pput_inflight:
-            flags += ["--inflight", str(self.settings.s3pput_inflight)]
-        return flags
+        return _flags(("--processes", self.settings.s3pput_processes),
+                      ("--inflight", self.settings.s3pput_inflight))
 
     def rclone_tuning(self) -> List[str]:
-        flags = []
-        if self.settings.rclone_transfers:
-            flags += ["--transfers", str(self.settings.rclone_transfers)]
-        if self.settings.rclone_checkers:
-            flags += ["--checkers", str(self.settings.rclone_checkers)]
-        return flags
+        return _flags(("--transfers", self.settings.rclone_transfers),
+                      ("--checkers", self.settings.rclone_checkers))
 
     def variants(self, tool: str) -> List[str]:
         """The variants of TOOL (flag strings; "" is the tool as configured)."""
