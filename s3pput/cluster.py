@@ -254,7 +254,7 @@ def results_once(batch: Tuple[Job, ...], results) -> Tuple[Result, ...]:
 def run(cfg: Config, client=None) -> Dict:
     """Run the pipeline with the putters on the cluster of ``cfg.cluster`` (or on CLIENT's,
     a ``distributed.Client`` the caller has); return the summary."""
-    from .store import preflight
+    from .pipeline import preflight
 
     access = preflight(cfg)
     cwd = os.getcwd()

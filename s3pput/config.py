@@ -122,7 +122,7 @@ class Config:
     multipart_threshold: int = 8 * MiB
     part_size: int = 8 * MiB
     retries: int = 8
-    fast_put: bool = True  # single-part PUTs try the lean path first (fastput)
+    fast_put: bool = True  # single-part PUTs try the lean path first (store.lean)
     timeout: float = 60.0
     max_rate: Optional[float] = None  # requests per second, all putters together
     cluster: Optional[str] = None  # --cluster: a Dask scheduler's address, or local:N

@@ -33,11 +33,14 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Dict, List, NamedTuple
+from typing import Dict, List, NamedTuple, Optional
 
 from .config import Config
 from .errors import FatalError
 from .jobs import STOP, Fatal, Finish, Note
+from .keys import normalize_prefix
+from .plan import needs_remote
+from .store import Access
 
 STOP_GRACE_SECONDS = 4.0  # after a stop, workers have this long before they are killed
 STAT_QUEUE_MESSAGES = 512
@@ -211,11 +214,34 @@ class Interrupt:
             signal.signal(sig, handler)
 
 
+def preflight(cfg: Config) -> Access:
+    """Check endpoint, bucket and credentials once, up front (``Store.check_bucket``):
+    with the first page of the listing the walker will need, if it needs one.
+
+    Raises ``ConfigError`` with one message for the user when the run cannot work.
+    """
+    from .store import make_store
+
+    store = make_store(cfg, pool_size=2)
+    try:
+        return store.check_bucket(listing_prefix(cfg))
+    finally:
+        store.close()
+
+
+def listing_prefix(cfg: Config) -> Optional[str]:
+    """The prefix the plain walker lists (once per run), or None if it lists nothing:
+    image mode lists per folder; ``stupid`` needs nothing; files and archives get HEADs."""
+    if cfg.images or not needs_remote(cfg.put) or \
+            not any(os.path.isdir(source) for source in cfg.sources):
+        return None
+    prefix = normalize_prefix(cfg.prefix)
+    return prefix + "/" if prefix else ""
+
+
 def run(cfg: Config) -> Dict:
     """Run the whole pipeline on this machine; return the final summary (see
     ``Stats.as_dict``)."""
-    from .store import preflight
-
     access = preflight(cfg)
     # Fork, unless this process runs other threads already (put() called by a program
     # with threads of its own): a child forked then inherits their locks in whatever

@@ -16,7 +16,7 @@ import botocore.credentials
 import pytest
 from conftest import body_of, make_s3_client
 
-from s3pput.fastput import FastPut, Signer
+from s3pput.store.lean import FastPut, Signer
 
 CREDENTIALS = botocore.credentials.ReadOnlyCredentials("AKIDEXAMPLE", "secret/example", None)
 

@@ -33,8 +33,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from devtools.locals3 import LocalS3
 from s3pput import cli as s3pput_cli
-from s3pput.fastput import FastPut
 from s3pput.store import Store, make_client, tls_verify
+from s3pput.store.lean import FastPut
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
                    "all_proxy")

@@ -42,7 +42,7 @@ from typing import Callable, Dict, NamedTuple, Optional, Tuple, Union
 from urllib.parse import quote, unquote_plus, urlsplit
 from xml.etree import ElementTree
 
-from .errors import PreconditionFailed
+from ..errors import PreconditionFailed
 
 # PutObject parameters sent as plain headers.
 HEADERS = {

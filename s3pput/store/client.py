@@ -1,0 +1,164 @@
+"""Making the clients of a run: the boto3 session and client, the one TLS trust setting
+for every connection, and the lean path's start without botocore (``lean_start``)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import ssl
+from typing import Dict, Optional, Tuple, Union
+from urllib.parse import urlparse, urlsplit
+
+from ..config import Config
+from ..errors import ConfigError
+from . import lazy
+from .errors import _fatal
+from .lean import Credentials, Route
+
+
+def _is_local_host(url: Optional[str]) -> bool:
+    host = urlparse(url).hostname if url else None
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+_SESSIONS: Dict[tuple, object] = {}
+
+
+def _session(cfg: Config):
+    """One boto3 session per process and credentials. Making a client reads the S3 service
+    model (about 0.2 s of CPU); a session caches it, and forked workers inherit the main
+    process's warm session, so each makes its own client in a few milliseconds.
+
+    Raises ``ConfigError`` when botocore cannot build it (no such profile, an AWS config
+    file it cannot parse)."""
+    identity = (cfg.profile, cfg.access_key, cfg.secret_key)
+    if identity not in _SESSIONS:
+        try:
+            session = lazy.boto3.session.Session(
+                profile_name=cfg.profile, aws_access_key_id=cfg.access_key,
+                aws_secret_access_key=cfg.secret_key)
+        except lazy.botocore_exceptions.BotoCoreError as err:
+            raise _fatal(err, cfg.bucket) from err
+        # Timestamps stay strings: s3pput reads none, and dateutil parsing every
+        # LastModified was most of the CPU of a listing (1,000 per page).
+        session._session.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=str)
+        _SESSIONS[identity] = session
+    return _SESSIONS[identity]
+
+
+_TRUST: Dict[tuple, Union[bool, str]] = {}
+
+
+def tls_verify(cfg: Config) -> Union[bool, str]:
+    """The one trust setting for every connection of the run: the path of the CA bundle
+    to trust, True for botocore's default bundle, or False (``--no-verify-ssl``: no checks).
+    The boto3 client gets it as ``verify=``; the fast path builds its SSL context from it.
+
+    The bundle is ``--ca-bundle``, else what botocore resolves itself (``AWS_CA_BUNDLE``,
+    then ``ca_bundle`` in the profile), else ``REQUESTS_CA_BUNDLE`` (botocore's own last
+    resort when a client is made without ``verify``), else botocore's default. Passing
+    ``verify=True`` instead would silently drop the first three. A bundle that cannot be
+    loaded is a ``ConfigError`` here, up front, not a TLS failure on every request."""
+    if not cfg.verify_ssl:
+        return False
+    if (cfg.endpoint_url or "").startswith("http:"):
+        return True  # plain HTTP: no certificate to check, no bundle to look up
+    key = (cfg.profile, cfg.access_key, cfg.ca_bundle, cfg.endpoint_url)
+    if key not in _TRUST:
+        if cfg.ca_bundle:
+            bundle, origin = cfg.ca_bundle, "--ca-bundle"
+        else:
+            bundle = _session(cfg)._session.get_config_variable("ca_bundle")
+            origin = "AWS_CA_BUNDLE or ca_bundle in the AWS profile"
+            if not bundle and os.environ.get("REQUESTS_CA_BUNDLE"):
+                bundle, origin = os.environ["REQUESTS_CA_BUNDLE"], "REQUESTS_CA_BUNDLE"
+        # Only HTTPS reads the bundle: a stale AWS_CA_BUNDLE stops no plain-HTTP run.
+        if bundle and not (cfg.endpoint_url or "https:").startswith("http:"):
+            try:
+                ssl.create_default_context(cafile=bundle)
+            except (OSError, ssl.SSLError, ValueError) as err:
+                reason = getattr(err, "strerror", None) or getattr(err, "reason", None) \
+                    or str(err)
+                raise ConfigError(f"cannot use the CA bundle {bundle!r} ({origin}): {reason}; "
+                                  "it must be a file of PEM certificates") from err
+        _TRUST[key] = bundle or True
+    return _TRUST[key]
+
+
+def make_client(cfg: Config, *, pool_size: int = 10):
+    """Build a boto3 S3 client for CFG. Call it inside the process that uses it.
+
+    Raises ``ConfigError`` when botocore refuses the configuration."""
+    if cfg.checksums == "auto":
+        # Several S3-compatible stores mishandle the CRC32 trailers botocore sends by
+        # default since 1.36; our own Content-MD5 protects every body anyway.
+        checksums = "when_supported" if cfg.is_aws else "when_required"
+    else:
+        checksums = cfg.checksums
+    addressing = "path" if _is_local_host(cfg.endpoint_url) else "auto"
+    config = lazy.botocore_config.Config(
+        region_name=cfg.region,
+        max_pool_connections=max(10, pool_size),
+        connect_timeout=min(cfg.timeout, 10),
+        read_timeout=cfg.timeout,
+        # adaptive: standard retries (exponential backoff with jitter, 5xx, throttling,
+        # resets) plus a client-side rate limiter that slows down when throttled and
+        # speeds up again after.
+        retries={"mode": "adaptive", "total_max_attempts": cfg.retries + 1},
+        # We always send Content-MD5, so signing the payload again with SHA-256 over
+        # plain HTTP would only cost CPU.
+        s3={"addressing_style": addressing, "payload_signing_enabled": False},
+        request_checksum_calculation=checksums,
+        response_checksum_validation=checksums,
+        tcp_keepalive=True,
+        user_agent_extra="s3pput",
+    )
+    verify = tls_verify(cfg)
+    try:
+        return _session(cfg).client("s3", endpoint_url=cfg.endpoint_url, verify=verify,
+                                    config=config)
+    except lazy.botocore_exceptions.BotoCoreError as err:
+        raise _fatal(err, cfg.bucket) from err
+    except ValueError as err:  # botocore's word for an endpoint it cannot use
+        raise ConfigError(f"cannot make an S3 client: {err}") from err
+
+
+def lean_start(cfg: Config, environ=None) -> Optional[Tuple[Route, Credentials]]:
+    """The fast path's route and credentials when they are plain settings, so that it can
+    start before (and often without) botocore: None when botocore must resolve them.
+
+    * Route: a custom endpoint (``--endpoint-url``) with nothing but scheme, host and port,
+      and a region given (``--region``, ``AWS_REGION``...): botocore addresses any custom
+      endpoint path-style in the URLs it presigns (``scheme://host:port/bucket/key``),
+      which is how the fast path takes it from a client otherwise. For AWS itself (endpoint
+      rules, regions, virtual hosts) and a region only a profile knows: botocore.
+    * Credentials: keys given as settings, exactly the ones botocore would take first: the
+      ``SPACES_*`` keys s3pput passes to the session, or, without ``--profile``,
+      ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (and ``AWS_SESSION_TOKEN``) from the
+      environment, the first provider of botocore's chain. Profiles, SSO, roles, instance
+      metadata: botocore."""
+    environ = os.environ if environ is None else environ
+    if not cfg.endpoint_url or not cfg.region:
+        return None
+    parts = urlsplit(cfg.endpoint_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or \
+            parts.path.strip("/") or parts.query or parts.fragment or parts.username:
+        return None
+    route = Route.from_url(f"{parts.scheme}://{parts.netloc}/{cfg.bucket}/K", cfg.region)
+    if cfg.access_key and cfg.secret_key:
+        return route, Credentials(cfg.access_key, cfg.secret_key)
+    key, secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
+    if cfg.profile or not key or not secret or environ.get("AWS_CREDENTIAL_EXPIRATION"):
+        return None
+    token = environ.get("AWS_SESSION_TOKEN") or environ.get("AWS_SECURITY_TOKEN") or None
+    return route, Credentials(key, secret, token)
+
