@@ -79,11 +79,11 @@ def run(cfg: Config, client=None) -> Dict:
     run_lock = hold_run_lock(cfg)
     try:
         if cfg.cluster is None:
-            from .pipeline import run as run_here
+            from .run.lifecycle import run as run_here
 
             return run_here(cfg)
         # Only here is Dask imported: a run without --cluster never loads it.
-        from .cluster import run as run_on_cluster
+        from .run.cluster import run as run_on_cluster
 
         return run_on_cluster(cfg, client)
     finally:

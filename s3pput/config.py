@@ -406,8 +406,8 @@ def check_gzip_types(types) -> None:
 def thumbnail_specs(values) -> Tuple[Tuple[str, int, int], ...]:
     """The --thumbnail NAME=WxH values (default thumbnail=200x300) as (name, w, h);
     names must be distinct and must not be the originals' folder."""
-    from .imagemode import ORIGINAL_FOLDER
     from .images import parse_thumbnail_spec
+    from .run.imagemode import ORIGINAL_FOLDER
 
     specs: Dict[str, Tuple[str, int, int]] = {}
     for value in values or ("thumbnail=200x300",):

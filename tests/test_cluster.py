@@ -415,8 +415,8 @@ def test_cluster_without_dask_installed_says_how_to_install_it(monkeypatch):
 
 
 def test_results_of_a_batch_are_forwarded_once_each_whatever_a_worker_sends():
-    from s3pput.cluster import results_once
     from s3pput.jobs import FAILED, UPLOADED, Job, Source
+    from s3pput.run.cluster import results_once
 
     batch = tuple(Job(seq, f"f{seq}", f"k{seq}", Source("file", f"f{seq}"), 1, 0, None)
                   for seq in (3, 4, 5))

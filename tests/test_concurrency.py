@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 
-from s3pput.concurrency import Controller, Limiter, MemoryBudget
+from s3pput.run.concurrency import Controller, Limiter, MemoryBudget
 
 RTT = 0.040
 

@@ -54,10 +54,10 @@ from s3pput.jobs import (
     WalkerDone,
 )
 from s3pput.journal import Journal
-from s3pput.statter import Log, Statter
+from s3pput.run.statter import Log, Statter
+from s3pput.run.transfer import RACY_NS, Transfer, UploadSlots
+from s3pput.run.walker import Walker
 from s3pput.store import make_store
-from s3pput.transfer import RACY_NS, Transfer, UploadSlots
-from s3pput.walker import Walker
 
 MiB = 1024 * 1024
 

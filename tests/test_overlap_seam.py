@@ -20,14 +20,15 @@ import pytest
 from fakestore import FakeStore
 from PIL import Image
 
-from s3pput import imagemode, overlap
+from s3pput import overlap
 from s3pput.config import Config
 from s3pput.errors import ConfigError, FileError
-from s3pput.imagemode import ImageWalker
 from s3pput.jobs import FAILED, SKIPPED, UPLOADED, Job, Result, Source
 from s3pput.journal import Journal
 from s3pput.reports import MAPPING_FIELDS, MappingLog
-from s3pput.transfer import Transfer, UploadSlots
+from s3pput.run import imagemode
+from s3pput.run.imagemode import ImageWalker
+from s3pput.run.transfer import Transfer, UploadSlots
 
 MANIFEST = "avatar/photos/.s3pput-manifest.json"
 LOCK = "avatar/.s3pput-lock.json"

@@ -21,12 +21,10 @@ import pytest
 from fakestore import FakeStore
 
 from s3pput import sources
-from s3pput.concurrency import Controller, Limiter
 from s3pput.config import Config
 from s3pput.content import gzip_bytes
 from s3pput.digest import digest_bytes
 from s3pput.errors import ConnectionFailure, FatalError, FileError
-from s3pput.feed import Feeder
 from s3pput.filters import EXCLUDE, INCLUDE, Rule
 from s3pput.jobs import (
     FAILED,
@@ -43,10 +41,12 @@ from s3pput.jobs import (
     Walked,
     WalkerDone,
 )
-from s3pput.putter import Putter
-from s3pput.statter import Log, Statter
-from s3pput.transfer import RACY, RACY_NS, Breaker, Transfer, UploadSlots
-from s3pput.walker import Walker
+from s3pput.run.concurrency import Controller, Limiter
+from s3pput.run.feed import Feeder
+from s3pput.run.putter import Putter
+from s3pput.run.statter import Log, Statter
+from s3pput.run.transfer import RACY, RACY_NS, Breaker, Transfer, UploadSlots
+from s3pput.run.walker import Walker
 
 MiB = 1024 * 1024
 

@@ -618,7 +618,7 @@ def test_tar_member_window_reads_and_seeks_within_the_member(tmp_path):
 
 def test_listing_index_answers_present_keys_in_any_order_and_absent_ones_after_all(tmp_path):
     from s3pput.jobs import RemoteObject
-    from s3pput.walker import ListingIndex
+    from s3pput.run.walker import ListingIndex
 
     # the order SeaweedFS lists in: a directory's contents before a sibling file
     listed = [RemoteObject(key, n, f"e{n}") for n, key in
@@ -646,7 +646,7 @@ def test_listing_index_answers_present_keys_in_any_order_and_absent_ones_after_a
 
 def test_listing_index_raises_the_listing_error_from_a_lookup_that_needs_it(tmp_path):
     from s3pput.jobs import RemoteObject
-    from s3pput.walker import ListingIndex
+    from s3pput.run.walker import ListingIndex
 
     def listing():
         yield RemoteObject("a", 1, "e")

@@ -24,12 +24,11 @@ import time
 from concurrent.futures import Executor, Future
 from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
 
-from . import plan
-from .concurrency import Controller, Limiter, MemoryBudget
-from .config import Config
-from .content import SNIFF_BYTES, GzipReader, gzip_bytes, should_gzip
-from .digest import Digest, digest_bytes, digest_stream, etag_matches, multipart_etag
-from .errors import (
+from .. import plan
+from ..config import Config
+from ..content import SNIFF_BYTES, GzipReader, gzip_bytes, should_gzip
+from ..digest import Digest, digest_bytes, digest_stream, etag_matches, multipart_etag
+from ..errors import (
     ConnectionFailure,
     FatalError,
     FileError,
@@ -37,7 +36,7 @@ from .errors import (
     S3pputError,
     TransientError,
 )
-from .headers import (
+from ..headers import (
     RunHeaders,
     content_type_of,
     put_params,
@@ -45,9 +44,10 @@ from .headers import (
     thumbnail_params,
     type_by_name,
 )
-from .jobs import FAILED, SKIPPED, UNLISTED, UPDATED, UPLOADED, Job, RemoteObject, Result
-from .sources import open_source
-from .store import Store, run_now
+from ..jobs import FAILED, SKIPPED, UNLISTED, UPDATED, UPLOADED, Job, RemoteObject, Result
+from ..sources import open_source
+from ..store import Store, run_now
+from .concurrency import Controller, Limiter, MemoryBudget
 
 
 class UploadSlots:
@@ -143,7 +143,7 @@ class Changed(FileError):
 def images():
     """The thumbnailer, imported on first use: Pillow costs a putter about 40 ms of CPU
     at start, which a run without images (or a re-run that puts nothing) need not pay."""
-    from . import images as module
+    from .. import images as module
 
     return module
 

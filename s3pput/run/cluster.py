@@ -8,7 +8,7 @@ machines for one tree (on a mount they share), or many processes of one large ma
        └──(Walked, walk-time Results)──> stat_queue <──┘──> statter
 
 Only the putters move. The walker and the statter stay processes of the machine s3pput
-was started on, as in a local run (``pipeline``): one walk, one numbering, one decision
+was started on, as in a local run (``lifecycle``): one walk, one numbering, one decision
 per file, one owner of output, journal and mapping log. In place of the putter processes
 the **dispatcher** (``Dispatcher``, in the main process) takes the walker's batches and
 submits each as a Dask task, with at most ``window`` batches in flight (backpressure: a
@@ -52,11 +52,11 @@ import uuid
 from asyncio import CancelledError
 from typing import Dict, Iterator, List, Tuple
 
-from . import __version__
-from .config import Config
-from .errors import ConfigError, FatalError, S3pputError
-from .jobs import FAILED, STOP, Fatal, Finish, Job, Note, Result, Results
-from .pipeline import STOP_GRACE_SECONDS, Core, Interrupt, PutQueues, finish
+from .. import __version__
+from ..config import Config
+from ..errors import ConfigError, FatalError, S3pputError
+from ..jobs import FAILED, STOP, Fatal, Finish, Job, Note, Result, Results
+from .lifecycle import STOP_GRACE_SECONDS, Core, Interrupt, PutQueues, finish
 
 CONNECT_SECONDS = 10.0  # for a scheduler to answer
 CHECK_SECONDS = 120.0  # for every worker to answer the check before the run
@@ -220,11 +220,11 @@ def check_worker(cfg: Config, cwd: str, expected: Tuple[Tuple[str, str], ...],
             return host, (f"does not see SOURCE {source!r} as this machine does (here "
                           f"{seen_here}, there {seen_there}): every worker must see the "
                           "same files at the same path, e.g. the same network mount")
-    from .store import make_store
+    from ..store import make_store
 
     try:
         if cfg.content_type == "magic":
-            from .config import check_content_type
+            from ..config import check_content_type
 
             check_content_type(cfg.content_type)
         store = make_store(cfg, pool_size=1)
@@ -254,7 +254,7 @@ def results_once(batch: Tuple[Job, ...], results) -> Tuple[Result, ...]:
 def run(cfg: Config, client=None) -> Dict:
     """Run the pipeline with the putters on the cluster of ``cfg.cluster`` (or on CLIENT's,
     a ``distributed.Client`` the caller has); return the summary."""
-    from .pipeline import preflight
+    from .lifecycle import preflight
 
     access = preflight(cfg)
     cwd = os.getcwd()

@@ -19,8 +19,8 @@ from typing import IO, Dict, Optional
 
 import humanize
 
-from .config import Config
-from .jobs import (
+from ..config import Config
+from ..jobs import (
     CUT_LIMIT,
     CUT_STOP,
     FAILED,
@@ -34,7 +34,7 @@ from .jobs import (
     Walked,
     WalkerDone,
 )
-from .stats import Stats, human_summary, json_summary
+from ..stats import Stats, human_summary, json_summary
 
 PLAIN_PROGRESS_EVERY = 10.0  # seconds between progress lines when not on a terminal
 
@@ -117,7 +117,7 @@ class Progress:
 
             from tqdm import tqdm
 
-            from .sources import count_files
+            from ..sources import count_files
 
             self.bar = tqdm(total=0, unit="file", file=log.stderr, dynamic_ncols=True,
                             leave=False, desc="would put" if dry_run else "put")
@@ -207,8 +207,8 @@ class Statter:
     """Counts and reports every message of a run; ``finish`` gives the summary."""
 
     def __init__(self, cfg: Config, log: Optional[Log] = None):
-        from .journal import Journal
-        from .reports import open_reports, preview_mime
+        from ..journal import Journal
+        from ..reports import open_reports, preview_mime
 
         self.cfg = cfg
         self.log = log or Log(verbose=cfg.verbose, quiet=cfg.quiet, json_mode=cfg.json,

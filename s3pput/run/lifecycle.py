@@ -35,12 +35,12 @@ import threading
 import time
 from typing import Dict, List, NamedTuple, Optional
 
-from .config import Config
-from .errors import FatalError
-from .jobs import STOP, Fatal, Finish, Note
-from .keys import normalize_prefix
-from .plan import needs_remote
-from .store import Access
+from ..config import Config
+from ..errors import FatalError
+from ..jobs import STOP, Fatal, Finish, Note
+from ..keys import normalize_prefix
+from ..plan import needs_remote
+from ..store import Access
 
 STOP_GRACE_SECONDS = 4.0  # after a stop, workers have this long before they are killed
 STAT_QUEUE_MESSAGES = 512
@@ -126,9 +126,9 @@ class PutQueues:
 def walker_process(cfg: Config, access, spool_dir: str, put_queues: PutQueues,
                    stat_queue, stop, slots_value) -> None:
     _worker_setup("walker")
+    from ..journal import Journal
+    from ..store import make_store
     from .feed import Feeder
-    from .journal import Journal
-    from .store import make_store
 
     journal = Journal(cfg.state_file, write=False) if cfg.state_file else None
     options = dict(can_list=access.can_list,
@@ -139,7 +139,7 @@ def walker_process(cfg: Config, access, spool_dir: str, put_queues: PutQueues,
 
         walker = ImageWalker(cfg, make_store(cfg, LOOKAHEAD + 2), **options)
     else:
-        from .plan import needs_remote
+        from ..plan import needs_remote
         from .walker import Walker
 
         store = make_store(cfg, 2) if needs_remote(cfg.put) else None
@@ -220,7 +220,7 @@ def preflight(cfg: Config) -> Access:
 
     Raises ``ConfigError`` with one message for the user when the run cannot work.
     """
-    from .store import make_store
+    from ..store import make_store
 
     store = make_store(cfg, pool_size=2)
     try:

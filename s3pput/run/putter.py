@@ -21,11 +21,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, List, Optional, Tuple
 
+from ..config import Config
+from ..errors import FatalError
+from ..jobs import STOP, Job, Result, Results
+from ..store import make_store
 from .concurrency import Controller, Limiter, MemoryBudget
-from .config import Config
-from .errors import FatalError
-from .jobs import STOP, Job, Result, Results
-from .store import make_store
 from .transfer import PARTS_IN_FLIGHT, Transfer, UploadSlots
 
 RESULT_FLUSH_SECONDS = 0.1  # results wait at most this long before they are sent

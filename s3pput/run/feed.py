@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable, List
 
-from .errors import FatalError
-from .jobs import CUT_LIMIT, CUT_STOP, Fatal, Job, Result, Results, Walked, WalkerDone
+from ..errors import FatalError
+from ..jobs import CUT_LIMIT, CUT_STOP, Fatal, Job, Result, Results, Walked, WalkerDone
 
 BATCH_JOBS = 64  # jobs per put_queue message (fewer, larger messages cost less CPU)
 BATCH_BYTES = 8 * 1024 * 1024  # ... but never more bytes than one part in one batch

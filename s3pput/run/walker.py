@@ -1,4 +1,4 @@
-"""The walker's logic: SOURCEs in, jobs out (pipeline.py runs it in its own process).
+"""The walker's logic: SOURCEs in, jobs out (``lifecycle`` runs it in its own process).
 
 For each SOURCE it walks the files (``sources``), applies the include/exclude rules
 (``filters``), names the keys (``keys``), and attaches what the destination already holds:
@@ -14,15 +14,15 @@ import sqlite3
 import threading
 from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-from . import plan
-from .config import Config
-from .errors import FileError
-from .filters import excluded_by
-from .headers import RunHeaders, type_by_name
-from .jobs import FAILED, SKIPPED, UNLISTED, Job, Remote, RemoteObject, Result
-from .keys import check_key, join_key, normalize_prefix
-from .sources import Entry, file_entry, is_archive, walk_archive, walk_tree
-from .store import Store
+from .. import plan
+from ..config import Config
+from ..errors import FileError
+from ..filters import excluded_by
+from ..headers import RunHeaders, type_by_name
+from ..jobs import FAILED, SKIPPED, UNLISTED, Job, Remote, RemoteObject, Result
+from ..keys import check_key, join_key, normalize_prefix
+from ..sources import Entry, file_entry, is_archive, walk_archive, walk_tree
+from ..store import Store
 
 
 class ListingIndex:

@@ -32,16 +32,16 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Deque, Dict, Iterator, List, Optional, Set, Tuple
 
-from . import plan
-from .config import Config
-from .errors import FileError, PreconditionFailed
-from .headers import content_type_of
-from .images import SNIFF_BYTES, sniff_image
-from .jobs import FAILED, SKIPPED, Job, RemoteObject, Result
-from .keys import check_key, image_keys, join_key
-from .overlap import WriteGuard
-from .sources import Entry, walk_directories
-from .store import Store
+from .. import plan
+from ..config import Config
+from ..errors import FileError, PreconditionFailed
+from ..headers import content_type_of
+from ..images import SNIFF_BYTES, sniff_image
+from ..jobs import FAILED, SKIPPED, Job, RemoteObject, Result
+from ..keys import check_key, image_keys, join_key
+from ..overlap import WriteGuard
+from ..sources import Entry, walk_directories
+from ..store import Store
 from .walker import WalkerBase, skip_early
 
 MANIFEST_NAME = ".s3pput-manifest.json"
