@@ -12,7 +12,17 @@ import mimetypes
 import zlib
 from typing import Optional, Sequence
 
-from .config import GZIP_GUESS_TYPES
+# Content types compressed by ``--gzip`` with the default ``--gzip-type guess``: text-like
+# formats that shrink; images, video and archives are compressed already.
+GZIP_GUESS_TYPES = frozenset({
+    "application/javascript", "application/json", "application/x-javascript",
+    "application/xml", "application/xhtml+xml", "application/rss+xml", "application/atom+xml",
+    "application/ld+json", "application/manifest+json", "application/wasm",
+    "image/svg+xml", "image/x-icon", "image/vnd.microsoft.icon", "image/bmp",
+    "text/css", "text/csv", "text/html", "text/javascript", "text/plain", "text/xml",
+    "text/markdown", "font/ttf", "font/otf", "application/vnd.ms-fontobject",
+})
+
 
 DEFAULT_TYPE = "application/octet-stream"
 SNIFF_BYTES = 2048

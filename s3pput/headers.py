@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timezone
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import Dict, Mapping, NamedTuple, Optional
+from typing import TYPE_CHECKING, Dict, Mapping, NamedTuple, Optional, Tuple
 
-from .config import Config
 from .content import DEFAULT_TYPE, content_type, should_gzip
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .config import Config
 
 Headers = Dict[str, str]
 
@@ -46,6 +50,55 @@ SETTINGS = ("x-amz-storage-class", "x-amz-server-side-encryption", "x-amz-acl")
 DEFAULT_STORAGE_CLASS = "STANDARD"  # what S3 means when it shows no storage class
 LISTED = frozenset({"x-amz-storage-class"})  # what a listing shows besides size and ETag
 UNSEEN = frozenset({"x-amz-acl"})  # what neither a listing nor a HEAD shows
+
+# --header NAME:VALUE names that map onto PutObject parameters; x-amz-meta-* go to Metadata.
+HEADER_PARAMS = {
+    "cache-control": "CacheControl",
+    "content-disposition": "ContentDisposition",
+    "content-encoding": "ContentEncoding",
+    "content-language": "ContentLanguage",
+    "content-type": "ContentType",
+    "expires": "Expires",
+    "x-amz-tagging": "Tagging",
+    "x-amz-website-redirect-location": "WebsiteRedirectLocation",
+}
+
+
+
+def parse_headers(headers) -> Tuple[Tuple[Tuple[str, str], ...], Tuple[Tuple[str, str], ...]]:
+    """Split ``NAME:VALUE`` strings into PutObject parameters and user metadata."""
+    params, metadata = [], []
+    for header in headers or ():
+        name, sep, value = header.partition(":")
+        name, value = name.strip(), value.strip()
+        if not sep or not name:
+            raise UsageError(f"--header {header!r}: expected NAME:VALUE")
+        lowered = name.lower()
+        if lowered.startswith("x-amz-meta-") and len(lowered) > len("x-amz-meta-"):
+            metadata.append((lowered[len("x-amz-meta-"):], value))
+        elif lowered == "expires":
+            params.append((HEADER_PARAMS[lowered], http_date(value, header)))
+        elif lowered in HEADER_PARAMS:
+            params.append((HEADER_PARAMS[lowered], value))
+        else:
+            known = ", ".join(sorted(HEADER_PARAMS)) + ", x-amz-meta-*"
+            raise UsageError(f"--header {name!r} is not supported; use one of: {known}")
+    return tuple(params), tuple(metadata)
+
+
+def http_date(value: str, header: str) -> str:
+    """VALUE (an HTTP date, ISO 8601, or seconds since 1970) as the HTTP date botocore
+    sends and S3 answers with: ``--put update`` compares the stored Expires with it."""
+    from botocore.utils import parse_to_aware_datetime
+
+    try:
+        when = parse_to_aware_datetime(value)
+    except (ValueError, TypeError, OverflowError) as err:
+        raise UsageError(f"--header {header!r}: not a date; write an HTTP date (Tue, 01 Jan "
+                         "2030 00:00:00 GMT) or ISO 8601 (2030-01-01T00:00:00Z)") from err
+    return format_datetime(when.astimezone(timezone.utc), usegmt=True)
+
+
 
 # What a run asks for beyond the defaults (``asks``): nothing, only what a listing shows,
 # or headers only a HEAD shows.

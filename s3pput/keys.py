@@ -11,6 +11,7 @@ from typing import Iterable, Sequence
 from .errors import FileError, UsageError
 
 MAX_KEY_BYTES = 1024
+ORIGINAL_FOLDER = "original"  # image mode: the folder of the originals (thumbnails: theirs)
 
 
 def normalize_prefix(prefix: str) -> str:

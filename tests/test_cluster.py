@@ -401,17 +401,15 @@ def test_cluster_refused_up_front_exit_2_one_message(cli, s3, bucket, tmp_path, 
 
 def test_cluster_without_dask_installed_says_how_to_install_it(monkeypatch):
     import importlib.util
-    from argparse import Namespace
 
-    from s3pput import config
+    from s3pput import checks
     from s3pput.errors import UsageError
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *rest: None if name == "distributed" else real(name, *rest))
-    args = Namespace(limit=None, max_rate=None, sources=["src"])
     with pytest.raises(UsageError, match=r"pip install 's3pput\[cluster\]'"):
-        config.check_cluster("local:2", args)
+        checks.cluster_address("local:2")
 
 
 def test_results_of_a_batch_are_forwarded_once_each_whatever_a_worker_sends():

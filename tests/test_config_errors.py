@@ -17,6 +17,7 @@ import socket
 from typing import Dict, NamedTuple
 
 import pytest
+from configs import from_argv
 from conftest import keys_of, make_tree
 from faultproxy import FaultProxy
 
@@ -274,8 +275,7 @@ def test_the_table_holds_at_least_thirty_hostile_configurations():
 
 def make(tmp_path, argv, dotenv, environ=None):
     (tmp_path / ".env").write_text(dotenv)
-    args = s3pput_cli.build_parser().parse_args([*argv, str(tmp_path)])
-    return s3pput_cli.make_config(args, environ=environ or {}, cwd=str(tmp_path))
+    return from_argv([*argv, tmp_path], environ=environ, cwd=tmp_path)
 
 
 def test_dotenv_quotes_comments_escapes_and_export(tmp_path):

@@ -14,6 +14,7 @@ import botocore.awsrequest
 import botocore.config
 import botocore.credentials
 import pytest
+from configs import from_keywords
 from conftest import body_of, make_s3_client
 
 from s3pput.store.lean import FastPut, Signer
@@ -166,10 +167,9 @@ def test_listing_of_a_missing_bucket_is_none(s3server):
     ("https://s3.example.com/", "b-c", "us-west-2"),
 ])
 def test_lean_route_is_the_route_botocore_presigns(endpoint, bucket, region):
-    from s3pput.config import Config
     from s3pput.store import lean_start
 
-    cfg = Config(sources=(".",), bucket=bucket, endpoint_url=endpoint, region=region)
+    cfg = from_keywords(["."], bucket=bucket, endpoint_url=endpoint, region=region)
     route, _ = lean_start(cfg, {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
     client = boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b").client(
         "s3", endpoint_url=endpoint, region_name=region)
@@ -187,7 +187,6 @@ def test_lean_route_is_the_route_botocore_presigns(endpoint, bucket, region):
 def test_lean_credentials_are_the_ones_botocore_resolves(tmp_path, monkeypatch, environ,
                                                          spaces, profile, expected):
     """For the same environment, the lean start's key pair is botocore's own answer."""
-    from s3pput.config import Config
     from s3pput.store import lean_start
 
     config_file = tmp_path / "config"
@@ -200,8 +199,9 @@ def test_lean_credentials_are_the_ones_botocore_resolves(tmp_path, monkeypatch, 
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config_file))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     access, secret = spaces or (None, None)
-    cfg = Config(sources=(".",), bucket="bkt", endpoint_url="http://127.0.0.1:9",
-                 region="us-east-1", access_key=access, secret_key=secret, profile=profile)
+    keys = {"SPACES_ACCESS_KEY": access, "SPACES_SECRET_KEY": secret} if spaces else {}
+    cfg = from_keywords(["."], environ={**environ, **keys}, bucket="bkt",
+                        endpoint_url="http://127.0.0.1:9", region="us-east-1", profile=profile)
     _, ours = lean_start(cfg, dict(environ))
     theirs = boto3.session.Session(aws_access_key_id=access, aws_secret_access_key=secret,
                                    profile_name=profile).get_credentials()
@@ -209,26 +209,27 @@ def test_lean_credentials_are_the_ones_botocore_resolves(tmp_path, monkeypatch, 
 
 
 def test_no_lean_start_where_botocore_must_decide():
-    from s3pput.config import Config
     from s3pput.store import lean_start
 
     keys = {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}
-    base = dict(sources=(".",), bucket="bkt", endpoint_url="http://127.0.0.1:9",
-                region="us-east-1")
-    assert lean_start(Config(**base), keys) is not None
-    assert lean_start(Config(**{**base, "endpoint_url": None}), keys) is None  # AWS rules
-    assert lean_start(Config(**{**base, "region": None}), keys) is None  # a profile's region
-    assert lean_start(Config(**base, profile="p"), keys) is None  # a profile's keys
-    assert lean_start(Config(**base), {}) is None  # the rest of botocore's chain
-    assert lean_start(Config(**{**base, "endpoint_url": "http://h:9/base/path"}), keys) is None
+    base = dict(bucket="bkt", endpoint_url="http://127.0.0.1:9", region="us-east-1")
+
+    def config(**options):
+        return from_keywords(["."], **{**base, **options})
+
+    assert lean_start(config(), keys) is not None
+    assert lean_start(config(endpoint_url=None), keys) is None  # AWS rules
+    assert lean_start(config(region=None), keys) is None  # a profile's region
+    assert lean_start(config(profile="p"), keys) is None  # a profile's keys
+    assert lean_start(config(), {}) is None  # the rest of botocore's chain
+    assert lean_start(config(endpoint_url="http://h:9/base/path"), keys) is None
 
 
 def test_a_lean_store_puts_and_lists_without_ever_making_a_client(s3server, s3, bucket):
-    from s3pput.config import Config
     from s3pput.store import make_store
 
-    cfg = Config(sources=(".",), bucket=bucket, endpoint_url=s3server.endpoint,
-                 region="us-east-1", access_key="k", secret_key="s")
+    cfg = from_keywords(["."], environ={"SPACES_ACCESS_KEY": "k", "SPACES_SECRET_KEY": "s"},
+                        bucket=bucket, endpoint_url=s3server.endpoint, region="us-east-1")
     store = make_store(cfg)
     assert store.check_bucket("").can_list
     assert store.put("lean.txt", b"lean", {"ContentType": "text/plain"}) == \

@@ -20,6 +20,7 @@ journal can recognise the content afterwards, which is tested against the server
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -28,16 +29,19 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 import pytest
+from configs import from_keywords
 from conftest import body_of, keys_of, make_tree
 from fakestore import FakeStore
 from faultproxy import FaultProxy
 
 from s3pput import headers, plan
-from s3pput.config import Config, parse_headers
+from s3pput.config import Config
 from s3pput.digest import digest_bytes
 from s3pput.errors import FileError, UsageError
+from s3pput.headers import parse_headers
 from s3pput.jobs import (
     FAILED,
     SKIPPED,
@@ -64,9 +68,13 @@ MiB = 1024 * 1024
 
 # -- helpers -------------------------------------------------------------------------------
 
-def config(tmp_path: Path, **options) -> Config:
-    options.setdefault("progress", False)
-    return Config(sources=(str(tmp_path / "src"),), bucket="bucket", **options)
+def config(tmp_path: Path, *, internal: Optional[dict] = None, **options) -> Config:
+    """The configuration of ``put([TMP_PATH/src], bucket="bucket", **OPTIONS)``; INTERNAL
+    replaces fields no option can set that low (1 MiB parts, so that multipart is tested
+    with small files)."""
+    (tmp_path / "src").mkdir(exist_ok=True)
+    cfg = from_keywords([tmp_path / "src"], bucket="bucket", no_progress=True, **options)
+    return dataclasses.replace(cfg, **internal) if internal else cfg
 
 
 def write(path: Path, data: bytes) -> Path:
@@ -112,8 +120,9 @@ class _Value:
 # -- headers and plan: pure ----------------------------------------------------------------
 
 def test_header_set_and_fingerprint_are_what_a_put_gives():
-    cfg = Config(sources=("x",), bucket="b", put_params=(("CacheControl", "max-age=60"),),
-                 metadata=(("Owner", "ann"),), acl="public-read", storage_class="GLACIER_IR")
+    cfg = from_keywords(["."], bucket="bkt", header=["Cache-Control: max-age=60",
+                                                  "x-amz-meta-owner: ann"],
+                        grant="public-read", storage_class="GLACIER_IR")
     wanted = headers.RunHeaders(cfg).for_type("text/html")
     assert wanted.headers == {"content-type": "text/html", "cache-control": "max-age=60",
                               "x-amz-meta-owner": "ann", "x-amz-acl": "public-read",
@@ -146,16 +155,16 @@ def test_expires_is_checked_and_written_as_s3_answers_it():
 @pytest.mark.parametrize("options, expected", [
     ({}, headers.NOTHING),
     ({"gzip": True}, headers.NOTHING),  # Content-Encoding goes with the content (ETag)
-    ({"acl": "public-read"}, headers.NOTHING),  # neither a listing nor a HEAD shows it
+    ({"grant": "public-read"}, headers.NOTHING),  # neither a listing nor a HEAD shows it
     ({"storage_class": "STANDARD_IA"}, headers.LISTING),
-    ({"storage_class": "STANDARD_IA", "acl": "private"}, headers.LISTING),
-    ({"put_params": (("CacheControl", "no-cache"),)}, headers.HEAD),
-    ({"metadata": (("a", "b"),)}, headers.HEAD),
+    ({"storage_class": "STANDARD_IA", "grant": "private"}, headers.LISTING),
+    ({"header": ["Cache-Control: no-cache"]}, headers.HEAD),
+    ({"header": ["x-amz-meta-a: b"]}, headers.HEAD),
     ({"sse": "AES256"}, headers.HEAD),
     ({"content_type": "magic"}, headers.HEAD),
 ])
 def test_what_a_run_asks_of_the_stored_headers(options, expected):
-    assert headers.asks(Config(sources=("x",), bucket="b", **options)) == expected
+    assert headers.asks(from_keywords(["."], bucket="bkt", **options)) == expected
 
 
 def _look(journal_fp, *, asks=headers.NOTHING, listed="", journal_etag="e", wanted="F",
@@ -216,8 +225,8 @@ def test_changed_header_on_an_unchanged_file_costs_a_head_and_one_copy(tmp_path)
     store = FakeStore()
     path = write(tmp_path / "a.txt", b"hello")
     entry, listed = put_first(tmp_path, store, path, "a.txt",
-                              put_params=(("CacheControl", "max-age=60"),))
-    cfg = config(tmp_path, put_params=(("CacheControl", "max-age=86400"),))
+                              header=["Cache-Control: max-age=60"])
+    cfg = config(tmp_path, header=["Cache-Control: max-age=86400"])
     store.calls.clear()
     result = Transfer(cfg, store, UploadSlots()).run(
         job_for(path, "a.txt", remote=listed, journal=entry))
@@ -235,7 +244,7 @@ def test_changed_header_on_an_unchanged_file_costs_a_head_and_one_copy(tmp_path)
 def test_journal_fingerprint_equal_to_the_runs_costs_nothing_and_records_nothing(tmp_path):
     store = FakeStore()
     path = write(tmp_path / "a.txt", b"hello")
-    options = {"put_params": (("CacheControl", "max-age=60"),), "acl": "public-read"}
+    options = {"header": ["Cache-Control: max-age=60"], "grant": "public-read"}
     entry, listed = put_first(tmp_path, store, path, "a.txt", **options)
     store.calls.clear()
     result = Transfer(config(tmp_path, **options), store, UploadSlots()).run(
@@ -254,7 +263,7 @@ def test_without_fingerprint_a_plain_run_never_asks_and_a_header_run_asks_once(t
         job_for(path, "a.txt", remote=listed))  # no journal: the content is hashed
     assert (plain.outcome, store.calls) == (SKIPPED, [])
     assert plain.md5 and plain.fingerprint == ""  # the hash is news; the headers unknown
-    asking = config(tmp_path, put_params=(("ContentLanguage", "en"),))
+    asking = config(tmp_path, header=["Content-Language: en"])
     result = Transfer(asking, store, UploadSlots()).run(job_for(path, "a.txt", remote=listed))
     assert result.outcome == UPDATED
     assert store.calls == [("head", "a.txt"), ("copy", "a.txt")]
@@ -269,7 +278,7 @@ def test_a_named_file_uses_the_head_it_costs_anyway(tmp_path):
     path = write(tmp_path / "a.txt", b"hello")
     put_first(tmp_path, store, path, "a.txt")
     store.calls.clear()
-    result = Transfer(config(tmp_path, metadata=(("owner", "bob"),)), store,
+    result = Transfer(config(tmp_path, header=["x-amz-meta-owner: bob"]), store,
                       UploadSlots()).run(job_for(path, "a.txt", remote=UNLISTED))
     assert result.outcome == UPDATED
     assert store.calls == [("head", "a.txt"), ("copy", "a.txt")]
@@ -280,10 +289,10 @@ def test_changed_content_with_changed_headers_is_put_once_with_the_new_headers(t
     store = FakeStore()
     path = write(tmp_path / "a.txt", b"hello")
     entry, listed = put_first(tmp_path, store, path, "a.txt",
-                              put_params=(("CacheControl", "max-age=60"),))
+                              header=["Cache-Control: max-age=60"])
     write(path, b"hello, world")
     store.calls.clear()
-    result = Transfer(config(tmp_path, put_params=(("CacheControl", "no-cache"),)), store,
+    result = Transfer(config(tmp_path, header=["Cache-Control: no-cache"]), store,
                       UploadSlots()).run(job_for(path, "a.txt", remote=listed, journal=entry))
     assert (result.outcome, result.reason) == (UPLOADED, "changed")
     assert store.calls == [("put", "a.txt")]
@@ -298,7 +307,7 @@ def test_limit_counts_copies_as_puts_and_a_failed_copy_fails_that_file_only(tmp_
         path = write(tmp_path / f"f{n}.txt", b"%d" % n)
         entry, listed = put_first(tmp_path, store, path, f"f{n}.txt")
         jobs.append(job_for(path, f"f{n}.txt", remote=listed, journal=entry, seq=n))
-    cfg = config(tmp_path, put_params=(("CacheControl", "no-cache"),))
+    cfg = config(tmp_path, header=["Cache-Control: no-cache"])
     store.fail("copy", FileError("AccessDenied: no", op="update metadata", key="f0.txt"))
     transfer = Transfer(cfg, store, UploadSlots(_Value(1)))
     results = [transfer.run(job) for job in jobs]
@@ -315,7 +324,7 @@ def test_an_object_replaced_since_the_listing_is_not_updated(tmp_path):
     path = write(tmp_path / "a.txt", b"hello")
     entry, listed = put_first(tmp_path, store, path, "a.txt")
     store.objects["a.txt"] = store.objects["a.txt"]._replace(etag="someone-else")
-    result = Transfer(config(tmp_path, put_params=(("CacheControl", "no-cache"),)), store,
+    result = Transfer(config(tmp_path, header=["Cache-Control: no-cache"]), store,
                       UploadSlots()).run(job_for(path, "a.txt", remote=listed,
                                                  journal=entry._replace(fingerprint="x")))
     assert result.outcome == FAILED and "changed since it was listed" in result.reason
@@ -326,7 +335,7 @@ def test_image_thumbnails_are_updated_with_their_original_and_before_it(tmp_path
     path = write(tmp_path / "p.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
     store = FakeStore({"o/1.png": path.read_bytes(), "t/1.png": b"thumb"})
     listed = next(item for item in store.list_objects("o/"))
-    cfg = config(tmp_path, images=True, put_params=(("CacheControl", "max-age=9"),),
+    cfg = config(tmp_path, images=True, header=["Cache-Control: max-age=9"],
                  thumbnail_format="webp")
     result = Transfer(cfg, store, UploadSlots()).run(
         job_for(path, "o/1.png", remote=listed, thumbnails=[("thumbnail", "t/1.png")]))
@@ -347,7 +356,7 @@ def test_dry_run_plans_the_update_and_writes_nothing(tmp_path):
     entry, listed = put_first(tmp_path, store, path, "a.txt")
     dry = DryRunStore(lambda: None, "bucket")
     dry.head = store.head  # it reads like the real store
-    result = Transfer(config(tmp_path, dry_run=True, put_params=(("CacheControl", "x"),)), dry,
+    result = Transfer(config(tmp_path, dry_run=True, header=["Cache-Control: x"]), dry,
                       UploadSlots()).run(job_for(path, "a.txt", remote=listed, journal=entry))
     assert (result.outcome, result.etag) == (UPDATED, listed.etag)
     assert "CacheControl" not in store.objects["a.txt"].params
@@ -363,11 +372,11 @@ def test_a_copy_that_makes_a_multipart_etag_single_part_is_still_recognised(tmp_
     data = os.urandom(3 * MiB + 5)
     path = write(tmp_path / "big.bin", data)
     store = FakeStore()
-    parts = {"multipart_threshold": MiB, "part_size": MiB}
+    parts = {"multipart_threshold": 1, "internal": {"part_size": MiB}}
     entry, listed = put_first(tmp_path, store, path, "big.bin", **parts)
     assert listed.etag.endswith("-4")
     journal = Journal(str(tmp_path / "state.sqlite"), write=True)
-    cfg = config(tmp_path, put_params=(("CacheControl", "no-cache"),), **parts)
+    cfg = config(tmp_path, header=["Cache-Control: no-cache"], **parts)
     result = Transfer(cfg, store, UploadSlots()).run(
         job_for(path, "big.bin", remote=listed, journal=entry))
     assert result.outcome == UPDATED
@@ -392,7 +401,7 @@ def test_a_copy_in_parts_uses_the_runs_part_size_so_hashing_recognises_it(tmp_pa
     path = write(tmp_path / "big.bin", data)
     store = FakeStore({"big.bin": data})
     store.copy_limit = MiB  # as if above 5 GiB
-    cfg = config(tmp_path, put_params=(("CacheControl", "no-cache"),), part_size=2 * MiB)
+    cfg = config(tmp_path, header=["Cache-Control: no-cache"], internal={"part_size": 2 * MiB})
     listed = next(iter(store.list_objects("")))
     result = Transfer(cfg, store, UploadSlots()).run(job_for(path, "big.bin", remote=listed))
     assert result.outcome == UPDATED
@@ -414,7 +423,7 @@ def test_walker_skips_by_the_journals_fingerprint_and_hands_the_rest_to_putters(
     src = tmp_path / "src"
     store = FakeStore()
     journal = {}
-    options = {"put_params": (("CacheControl", "max-age=60"),)}
+    options = {"header": ["Cache-Control: max-age=60"]}
     for name in ("a.txt", "b.html", "c.unknown-ext"):
         entry, _ = put_first(tmp_path, store, write(src / name, name.encode()), name,
                              **options)
@@ -422,7 +431,7 @@ def test_walker_skips_by_the_journals_fingerprint_and_hands_the_rest_to_putters(
     store.calls.clear()
     same = _walk(tmp_path, store, journal, **options)
     assert all(item.outcome == SKIPPED for item in same.values())
-    other = _walk(tmp_path, store, journal, put_params=(("CacheControl", "no-store"),))
+    other = _walk(tmp_path, store, journal, header=["Cache-Control: no-store"])
     assert all(isinstance(item, Job) for item in other.values())
     # magic mode: a name that says nothing leaves the type (so the fingerprint) unknown
     magic = _walk(tmp_path, store, journal, content_type="magic", **options)
@@ -474,7 +483,7 @@ def test_journal_of_an_older_version_is_migrated_and_read_before_that(tmp_path):
 
 def test_statter_counts_metadata_updates_apart_and_plans_them_in_dry_run(tmp_path, capsys):
     for dry_run in (False, True):
-        cfg = config(tmp_path, state_file=None, json=True, dry_run=dry_run, verbose=1)
+        cfg = config(tmp_path, json=True, dry_run=dry_run, verbose=1)
         out, err = io.StringIO(), io.StringIO()
         statter = Statter(cfg, Log(verbose=1, quiet=False, json_mode=True, log_file=None,
                                    stdout=out, stderr=err))
@@ -736,10 +745,11 @@ def test_a_copy_in_parts_gets_a_new_etag_that_the_journal_recognises(run, proxy,
     parts = ("--multipart-threshold", "5", "--part-size", "5")
     run(*parts)
     state = str(tmp_path / "state.sqlite")
-    cfg = Config(sources=(str(src),), bucket=bucket, endpoint_url=proxy.url, region=REGION,
-                 access_key=ACCESS_KEY, secret_key=SECRET_KEY, progress=False,
-                 multipart_threshold=5 * MiB, part_size=5 * MiB, state_file=state,
-                 put_params=(("ContentDisposition", "inline"),))
+    cfg = from_keywords([src], environ={"SPACES_ACCESS_KEY": ACCESS_KEY,
+                                        "SPACES_SECRET_KEY": SECRET_KEY},
+                        bucket=bucket, endpoint_url=proxy.url, region=REGION, no_progress=True,
+                        multipart_threshold=5, part_size=5, state=state,
+                        header=["Content-Disposition: inline"])
     store = make_store(cfg)
     store.copy_limit = MiB
     listed = next(iter(store.list_objects("")))

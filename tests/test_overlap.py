@@ -326,12 +326,14 @@ def test_a_create_only_put_that_finds_its_own_bytes_in_place_has_succeeded(
         s3server, s3, bucket, multipart):
     """A retried request whose first attempt landed, or a batch run again on another
     Dask worker, meets its own object: success. Other bytes in place: a conflict."""
-    from s3pput.config import Config
+    from configs import from_keywords
+
     from s3pput.errors import PreconditionFailed
     from s3pput.store import make_store
 
-    store = make_store(Config(sources=(".",), bucket=bucket, endpoint_url=s3server.endpoint,
-                              region="us-east-1", access_key="k", secret_key="s"))
+    store = make_store(from_keywords(
+        ["."], environ={"SPACES_ACCESS_KEY": "k", "SPACES_SECRET_KEY": "s"}, bucket=bucket,
+        endpoint_url=s3server.endpoint, region="us-east-1"))
     mine = [b"m" * (5 * 1024 * 1024), b"tail"] if multipart else [b"mine"]
 
     def create(parts):

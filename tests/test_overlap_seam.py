@@ -8,6 +8,7 @@ at an exact moment.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import multiprocessing
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from configs import from_keywords
 from fakestore import FakeStore
 from PIL import Image
 
@@ -50,9 +52,8 @@ def tree(tmp_path: Path, *names: str) -> Path:
 
 
 def image_config(src: Path, **options) -> Config:
-    options.setdefault("progress", False)
-    return Config(sources=(str(src),), bucket="bucket", prefix="avatar", images=True,
-                  rename="sequential", **options)
+    return from_keywords([src], bucket="bucket", prefix="avatar", images=True,
+                         rename="sequential", no_progress=True, **options)
 
 
 def walk(store, cfg, notes=None):
@@ -289,9 +290,12 @@ def file_job(tmp_path: Path, key: str, data: bytes, **fields) -> Job:
                None, **fields)
 
 
-def run(tmp_path, store, job, **options) -> Result:
-    options.setdefault("progress", False)
-    cfg = Config(sources=(str(tmp_path),), bucket="bucket", **options)
+def run(tmp_path, store, job, *, internal=None, **options) -> Result:
+    """JOB done by the Transfer of ``put([TMP_PATH], bucket="bucket", **OPTIONS)``;
+    INTERNAL replaces fields no option sets that low (1 MiB parts)."""
+    cfg = from_keywords([tmp_path], bucket="bucket", no_progress=True, **options)
+    if internal:
+        cfg = dataclasses.replace(cfg, **internal)
     return Transfer(cfg, store, UploadSlots()).run(job)
 
 
@@ -308,8 +312,8 @@ def test_add_puts_if_none_match_and_a_key_stored_since_the_listing_is_skipped_ex
 def test_add_multipart_completes_only_if_absent_else_aborts_and_skips(tmp_path):
     store = FakeStore({"big": b"theirs"})
     job = file_job(tmp_path, "big", os.urandom(3 * 1024 * 1024))
-    result = run(tmp_path, store, job, put="add", multipart_threshold=1024 * 1024,
-                 part_size=1024 * 1024)
+    result = run(tmp_path, store, job, put="add", multipart_threshold=1,
+                 internal={"part_size": 1024 * 1024})
     assert (result.outcome, result.reason) == (SKIPPED, "exists")
     assert store.aborted == ["big"] and store.objects["big"].body == b"theirs"
 

@@ -6,6 +6,7 @@ pruning), the walker's ``Feeder``, the ``Putter`` and the ``Statter``, over the 
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -16,8 +17,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Optional
 
 import pytest
+from configs import from_keywords
 from fakestore import FakeStore
 
 from s3pput import sources
@@ -51,9 +54,13 @@ from s3pput.run.walker import Walker
 MiB = 1024 * 1024
 
 
-def config(tmp_path: Path, **options) -> Config:
-    options.setdefault("progress", False)
-    return Config(sources=(str(tmp_path / "src"),), bucket="bucket", **options)
+def config(tmp_path: Path, *, internal: Optional[dict] = None, **options) -> Config:
+    """The configuration of ``put([TMP_PATH/src], bucket="bucket", **OPTIONS)``; INTERNAL
+    replaces fields no option can set that low (1 MiB parts, so that multipart is tested
+    with small files)."""
+    (tmp_path / "src").mkdir(exist_ok=True)
+    cfg = from_keywords([tmp_path / "src"], bucket="bucket", no_progress=True, **options)
+    return dataclasses.replace(cfg, **internal) if internal else cfg
 
 
 def job_for(path: Path, key: str, *, remote=None, seq: int = 1, journal=None) -> Job:
@@ -188,9 +195,8 @@ class _Value:
 
 def test_headers_acl_sse_storage_class_and_metadata_are_put(tmp_path):
     store = FakeStore()
-    cfg = config(tmp_path, put_params=(("CacheControl", "max-age=60"),
-                                       ("ContentDisposition", "inline")),
-                 metadata=(("owner", "ann"),), acl="public-read", sse="AES256",
+    cfg = config(tmp_path, header=["Cache-Control: max-age=60", "Content-Disposition: inline",
+                                   "x-amz-meta-owner: ann"], grant="public-read", sse="AES256",
                  storage_class="STANDARD_IA")
     path = write(tmp_path / "a.css", b"p{}")
     Transfer(cfg, store, UploadSlots()).run(job_for(path, "a.css"))
@@ -228,7 +234,7 @@ def test_multipart_parts_go_up_in_parallel_and_the_etag_is_s3s(tmp_path):
         return real_part(key, body)
 
     store._part = part
-    cfg = config(tmp_path, multipart_threshold=MiB, part_size=2 * MiB)
+    cfg = config(tmp_path, multipart_threshold=1, internal=dict(part_size=2 * MiB))
     with ThreadPoolExecutor(4) as pool:
         result = Transfer(cfg, store, UploadSlots(), parts=pool).run(job_for(path, "big.bin"))
     assert result.outcome == UPLOADED, result.reason
@@ -250,7 +256,7 @@ def test_multipart_of_a_file_that_changes_while_read_is_aborted(tmp_path):
         return real_part(key, body)
 
     store._part = part
-    cfg = config(tmp_path, multipart_threshold=MiB, part_size=MiB)
+    cfg = config(tmp_path, multipart_threshold=1, internal=dict(part_size=MiB))
     result = Transfer(cfg, store, UploadSlots()).run(job_for(path, "big.bin"))
     assert result.outcome == FAILED and "changed" in result.reason
     assert store.aborted == ["big.bin"] and "big.bin" not in store.objects
@@ -313,10 +319,10 @@ def test_walker_asks_the_listing_and_the_journal_and_skips_what_metadata_decides
 def test_walker_leaves_named_files_to_a_head_and_stupid_to_nobody(tmp_path):
     path = write(tmp_path / "one.txt", b"1")
     store = FakeStore()
-    cfg = config(tmp_path).__class__(sources=(str(path),), bucket="b", progress=False)
+    cfg = from_keywords([path], bucket="bkt", no_progress=True)
     [job] = Walker(cfg, store, spool_dir=str(tmp_path), can_list=True).jobs()
     assert job.remote is UNLISTED
-    stupid = Config(sources=(str(path),), bucket="b", put="stupid")
+    stupid = from_keywords([path], bucket="bkt", put="stupid")
     [job] = Walker(stupid, None, spool_dir=str(tmp_path), can_list=True).jobs()
     assert job.remote is None and store.calls == []
 
@@ -330,7 +336,7 @@ def test_excluded_directory_is_not_walked_and_is_noted(tmp_path, monkeypatch):
     monkeypatch.setattr(sources.os, "scandir",
                         lambda path: opened.append(os.path.basename(path)) or real_scandir(path))
     notes = []
-    cfg = config(tmp_path, put="stupid", rules=(Rule(EXCLUDE, "cache/*"),))
+    cfg = config(tmp_path, put="stupid", exclude=["cache/*"])
     items = list(Walker(cfg, None, spool_dir=str(tmp_path), can_list=False,
                         note=lambda level, text: notes.append(text)).jobs())
     assert [item.key for item in items] == ["keep.txt"]
@@ -343,7 +349,7 @@ def test_an_include_after_the_exclude_keeps_the_directory_walked(tmp_path):
     write(src / "cache" / "keep.jpg", b"j")
     write(src / "cache" / "drop.txt", b"t")
     cfg = config(tmp_path, put="stupid",
-                 rules=(Rule(EXCLUDE, "cache/*"), Rule(INCLUDE, "*.jpg")))
+                 rules=[(EXCLUDE, "cache/*"), (INCLUDE, "*.jpg")])
     items = list(Walker(cfg, None, spool_dir=str(tmp_path), can_list=False).jobs())
     assert [item.key for item in items] == ["cache/keep.jpg"]
 
@@ -423,7 +429,7 @@ def test_putter_reports_a_fatal_error_once_and_stops(tmp_path):
 # -- the statter ----------------------------------------------------------------------------
 
 def test_statter_counts_early_results_once_and_names_lost_jobs(tmp_path):
-    cfg = config(tmp_path, state_file=None, json=True)
+    cfg = config(tmp_path, json=True)
     out, err = io.StringIO(), io.StringIO()
     statter = Statter(cfg, Log(verbose=0, quiet=False, json_mode=True, log_file=None,
                                stdout=out, stderr=err))

@@ -25,6 +25,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from configs import from_argv
 from conftest import ACCESS_KEY, CLI, REGION, SECRET_KEY, body_of, keys_of, make_tree
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,7 +33,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from devtools.locals3 import LocalS3
-from s3pput import cli as s3pput_cli
 from s3pput.store import Store, make_client, tls_verify
 from s3pput.store.lean import FastPut
 
@@ -248,12 +248,10 @@ def test_s3pput_ca_bundle_that_is_not_pem_exit_2(tls_cli, tls_server, tls_bucket
 def run_config(tls_server, tmp_path, *argv):
     """The configuration a run with ARGV would have (SPACES_* keys: no process
     environment involved)."""
-    args = s3pput_cli.build_parser().parse_args(
-        ["--bucket", "unused-bucket", "--no-state", "--endpoint-url",
-         tls_server.https_endpoint, *map(str, argv), str(tmp_path)])
-    return s3pput_cli.make_config(args, environ={"SPACES_ACCESS_KEY": ACCESS_KEY,
-                                                 "SPACES_SECRET_KEY": SECRET_KEY,
-                                                 "AWS_REGION": REGION}, cwd=str(tmp_path))
+    return from_argv(["--bucket", "unused-bucket", "--no-state", "--endpoint-url",
+                      tls_server.https_endpoint, *argv, tmp_path],
+                     environ={"SPACES_ACCESS_KEY": ACCESS_KEY, "SPACES_SECRET_KEY": SECRET_KEY,
+                              "AWS_REGION": REGION}, cwd=tmp_path)
 
 
 @pytest.mark.parametrize("argv, trust", [(["--ca-bundle", "CA"], "CA"),

@@ -12,8 +12,9 @@ import io
 import os
 
 import pytest
+from configs import from_argv
 
-from s3pput import cli, config, content, digest, filters, keys, plan
+from s3pput import content, digest, filters, headers, keys, plan
 from s3pput.errors import FileError, UsageError
 from s3pput.filters import EXCLUDE, INCLUDE, Rule
 from s3pput.jobs import JournalEntry, RemoteObject
@@ -442,7 +443,7 @@ def test_gzip_reader_gives_the_same_bytes_as_gzip_bytes(chunk, read_size):
 # -- config --------------------------------------------------------------------------------
 
 def test_parse_headers_maps_names_to_put_parameters_and_metadata():
-    params, metadata = config.parse_headers([
+    params, metadata = headers.parse_headers([
         "Cache-Control: max-age=60",
         "content-disposition:attachment; filename=\"a b.txt\"",
         "Content-Language: fr",
@@ -456,7 +457,7 @@ def test_parse_headers_maps_names_to_put_parameters_and_metadata():
                       ("ContentLanguage", "fr"),
                       ("Expires", "Thu, 01 Dec 2044 16:00:00 GMT"))
     assert metadata == (("owner", "me"), ("project", "s3pput"), ("empty", ""))
-    assert config.parse_headers(None) == ((), ())
+    assert headers.parse_headers(None) == ((), ())
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -467,16 +468,14 @@ def test_parse_headers_maps_names_to_put_parameters_and_metadata():
 ])
 def test_parse_headers_errors(bad, message):
     with pytest.raises(UsageError, match=message):
-        config.parse_headers([bad])
+        headers.parse_headers([bad])
 
 
 def make(tmp_path, argv, environ=None, dotenv=None):
     """make_config as the CLI calls it, with a .env file in TMP_PATH as the cwd."""
     if dotenv is not None:
         (tmp_path / ".env").write_text(dotenv)
-    args = cli.build_parser().parse_args([*argv, str(tmp_path)])
-    return cli.make_config(args, environ={} if environ is None else environ,
-                           cwd=str(tmp_path))
+    return from_argv([*argv, tmp_path], environ=environ, cwd=tmp_path)
 
 
 DOTENV = """\
@@ -579,9 +578,8 @@ def test_make_config_rejects_bad_values(tmp_path, argv, message):
 
 
 def test_make_config_rejects_a_missing_source(tmp_path):
-    args = cli.build_parser().parse_args(["--bucket", "bkt", str(tmp_path / "nope")])
     with pytest.raises(UsageError, match="does not exist"):
-        cli.make_config(args, environ={}, cwd=str(tmp_path))
+        from_argv(["--bucket", "bkt", tmp_path / "nope"], cwd=tmp_path)
 
 
 # -- sources: reading a member of an uncompressed tar in place -----------------------------

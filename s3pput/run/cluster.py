@@ -224,7 +224,7 @@ def check_worker(cfg: Config, cwd: str, expected: Tuple[Tuple[str, str], ...],
 
     try:
         if cfg.content_type == "magic":
-            from ..config import check_content_type
+            from ..checks import check_content_type
 
             check_content_type(cfg.content_type)
         store = make_store(cfg, pool_size=1)

@@ -33,6 +33,7 @@ TOLERANCE = 1.5  # median latency above this many times the base means queueing
 SLACK = 0.003  # seconds: noise of a loaded machine that is not queueing
 BASE_WINDOWS = 20  # the base is the least latency of this many recent windows
 MIN_WINDOW = 8  # requests a window needs before it is judged
+MEMORY_PER_PUTTER = 256 * 1024 * 1024  # bodies one putter holds in memory at once
 
 
 class Controller:

@@ -38,14 +38,13 @@ from ..errors import FileError, PreconditionFailed
 from ..headers import content_type_of
 from ..images import SNIFF_BYTES, sniff_image
 from ..jobs import FAILED, SKIPPED, Job, RemoteObject, Result
-from ..keys import check_key, image_keys, join_key
+from ..keys import ORIGINAL_FOLDER, check_key, image_keys, join_key
 from ..overlap import WriteGuard
 from ..sources import Entry, walk_directories
 from ..store import Store
 from .walker import WalkerBase, skip_early
 
 MANIFEST_NAME = ".s3pput-manifest.json"
-ORIGINAL_FOLDER = "original"
 LOOKAHEAD = 64  # directories whose manifest and listing are asked for ahead of their jobs
 MANIFEST_ATTEMPTS = 8  # compare-and-swap rounds before a directory is given up as busy
 BACKOFF_SECONDS = 0.05  # the first wait after a lost round (jittered, doubling, capped)

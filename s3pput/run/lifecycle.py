@@ -39,6 +39,7 @@ from ..config import Config
 from ..errors import FatalError
 from ..jobs import STOP, Fatal, Finish, Note
 from ..keys import normalize_prefix
+from ..overlap import hold_run_lock
 from ..plan import needs_remote
 from ..store import Access
 
@@ -237,6 +238,30 @@ def listing_prefix(cfg: Config) -> Optional[str]:
         return None
     prefix = normalize_prefix(cfg.prefix)
     return prefix + "/" if prefix else ""
+
+
+def execute(cfg: Config, client=None) -> Dict:
+    """Run the validated configuration CFG; return the summary (``Stats.as_dict``). The
+    one engine of the command line and of ``put``: the processes of this machine, or with
+    ``cfg.cluster`` the putters on a Dask cluster (CLIENT: one the caller has)."""
+    if not cfg.verify_ssl:
+        print("s3pput: warning: TLS certificates are not verified (--no-verify-ssl)",
+              file=sys.stderr)
+        import urllib3
+
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    # One run at a time per bucket and prefix on this machine: a second one exits 2 naming
+    # the first one's pid.
+    run_lock = hold_run_lock(cfg)
+    try:
+        if cfg.cluster is None:
+            return run(cfg)
+        # Only here is Dask imported: a run without --cluster never loads it.
+        from .cluster import run as run_on_cluster
+
+        return run_on_cluster(cfg, client)
+    finally:
+        run_lock.release()
 
 
 def run(cfg: Config) -> Dict:

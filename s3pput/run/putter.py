@@ -25,7 +25,7 @@ from ..config import Config
 from ..errors import FatalError
 from ..jobs import STOP, Job, Result, Results
 from ..store import make_store
-from .concurrency import Controller, Limiter, MemoryBudget
+from .concurrency import MEMORY_PER_PUTTER, Controller, Limiter, MemoryBudget
 from .transfer import PARTS_IN_FLIGHT, Transfer, UploadSlots
 
 RESULT_FLUSH_SECONDS = 0.1  # results wait at most this long before they are sent
@@ -53,7 +53,7 @@ def make_transfer(cfg: Config, stop, slots_value=None, rate_state=None
     store = make_store(cfg, most + HEADROOM + part_threads)
     store.on_throttle = limiter.throttled
     transfer = Transfer(cfg, store, UploadSlots(slots_value), stop, rate_state,
-                        limiter=limiter, budget=MemoryBudget(cfg.memory_per_putter),
+                        limiter=limiter, budget=MemoryBudget(MEMORY_PER_PUTTER),
                         parts=ThreadPoolExecutor(part_threads, thread_name_prefix="part"))
     return transfer, most + HEADROOM
 
