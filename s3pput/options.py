@@ -19,6 +19,7 @@ import os
 from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
 
 from . import checks
+from .decide import PUT_MODES
 from .errors import UsageError
 from .filters import EXCLUDE, INCLUDE, Rule
 
@@ -92,7 +93,7 @@ OPTIONS: Tuple[Option, ...] = (
     Option("put", ("--put",), WHAT,
            "add: only absent keys; stupid: always; update: absent or changed keys, and the "
            "headers of unchanged ones (in place)", default="update",
-           choices=("add", "stupid", "update")),
+           choices=PUT_MODES),
     Option("dry_run", ("--dry-run",), WHAT,
            "write nothing; print what would be uploaded and why", kind=FLAG, default=False),
     Option("limit", ("--limit",), WHAT,

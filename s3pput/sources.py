@@ -20,6 +20,7 @@ import stat
 import tarfile
 from typing import BinaryIO, Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
+from .decide import LINK_LOOP, MEMBER_NOT_REGULAR, SYMLINK, not_regular
 from .errors import FileError
 from .filters import Rule, excluded_by, prunes
 from .jobs import FAILED, SKIPPED, Source
@@ -48,7 +49,7 @@ def _special_kind(mode: int) -> str:
                        (stat.S_ISDIR, "a directory")):
         if test(mode):
             return name
-    return "not a regular file"
+    return "an unknown kind of file"
 
 
 def _problem(parts, display, reason, outcome) -> Entry:
@@ -61,19 +62,17 @@ def file_entry(path: str, parts: Tuple[str, ...], *, follow_symlinks: bool,
     try:
         is_link = dirent.is_symlink() if dirent is not None else os.path.islink(path)
         if is_link and not follow_symlinks:
-            return _problem(parts, path, "symbolic link, not followed (--follow-symlinks)",
-                            SKIPPED)
+            return _problem(parts, path, SYMLINK, SKIPPED)
         info = dirent.stat(follow_symlinks=True) if dirent is not None else os.stat(path)
     except FileNotFoundError:
         reason = "broken symbolic link" if os.path.islink(path) else "vanished while walking"
         return _problem(parts, path, reason, FAILED)
     except OSError as err:
         if err.errno == errno.ELOOP:
-            return _problem(parts, path, "symbolic link loop, not followed", SKIPPED)
+            return _problem(parts, path, LINK_LOOP, SKIPPED)
         return _problem(parts, path, f"cannot stat: {err.strerror or err}", FAILED)
     if not stat.S_ISREG(info.st_mode):
-        return _problem(parts, path, f"{_special_kind(info.st_mode)}, not a regular file",
-                        SKIPPED)
+        return _problem(parts, path, not_regular(_special_kind(info.st_mode)), SKIPPED)
     return Entry(tuple(parts), path, Source("file", path), info.st_size, info.st_mtime_ns)
 
 
@@ -127,7 +126,7 @@ def _children(directory: _Dir, follow_symlinks: bool, rules: Sequence[Rule],
             identity = (info.st_dev, info.st_ino)
             if identity in directory.ancestors:
                 children.append((FILE, _problem(parts, path,
-                                                "symbolic link loop, not followed", SKIPPED)))
+                                                LINK_LOOP, SKIPPED)))
                 continue
         children.append((DIRECTORY, _Dir(path, parts, directory.ancestors | {identity})))
     return children
@@ -241,8 +240,7 @@ def walk_archive(path: str, spool_dir: str) -> Iterator[Entry]:
                     yield _problem((member.name,), display, "unsafe member name", FAILED)
                     continue
                 if not member.isreg():
-                    yield _problem(parts, display, "archive member is not a regular file",
-                                   SKIPPED)
+                    yield _problem(parts, display, MEMBER_NOT_REGULAR, SKIPPED)
                     continue
                 mtime_ns = int(member.mtime) * 1_000_000_000
                 if not compressed:

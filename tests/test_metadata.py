@@ -1,7 +1,7 @@
 """``--put update`` of headers (issue 12): an unchanged file whose stored headers are not
 the run's is updated in place, with one server-side copy and no body sent.
 
-First the rules, at the Store seam (``plan``, ``headers``, ``Transfer``, the walker, the
+First the rules, at the Store seam (``decide``, ``headers``, ``Transfer``, the walker, the
 journal and the statter over the recording ``FakeStore``); then the real command against
 the real local server, with requests counted as they arrive at a ``FaultProxy`` in front
 of it.
@@ -37,7 +37,7 @@ from conftest import body_of, keys_of, make_tree
 from fakestore import FakeStore
 from faultproxy import FaultProxy
 
-from s3pput import headers, plan
+from s3pput import decide, headers
 from s3pput.config import Config
 from s3pput.digest import digest_bytes
 from s3pput.errors import FileError, UsageError
@@ -58,8 +58,9 @@ from s3pput.jobs import (
     WalkerDone,
 )
 from s3pput.journal import Journal
+from s3pput.run.payload import RACY_NS
 from s3pput.run.statter import Log, Statter
-from s3pput.run.transfer import RACY_NS, Transfer, UploadSlots
+from s3pput.run.transfer import Transfer, UploadSlots
 from s3pput.run.walker import Walker
 from s3pput.store import make_store
 
@@ -97,7 +98,7 @@ def job_for(path: Path, key: str, *, remote=None, journal=None, seq: int = 1,
 def put_first(tmp_path: Path, store: FakeStore, path: Path, key: str, **options) -> tuple:
     """Put PATH under KEY with a run of OPTIONS; return (its journal entry, the listing's
     view of the object)."""
-    result = Transfer(config(tmp_path, **options), store, UploadSlots()).run(
+    result = Transfer(config(tmp_path, **options), store, UploadSlots()).process(
         job_for(path, key))
     assert result.outcome == UPLOADED, result.reason
     entry = JournalEntry(result.size, result.mtime_ns, result.md5, result.etag,
@@ -169,54 +170,66 @@ def test_what_a_run_asks_of_the_stored_headers(options, expected):
 
 def _look(journal_fp, *, asks=headers.NOTHING, listed="", journal_etag="e", wanted="F",
           storage_class=None):
+    """The verdict on unchanged content from the journal and the listing alone."""
     journal = None if journal_fp is False else JournalEntry(1, 1, "m", journal_etag, journal_fp)
-    return plan.look_at_headers(journal, RemoteObject("k", 1, "e", listed), wanted=wanted,
-                                asks=asks, storage_class=storage_class)
+    listed_object = RemoteObject("k", 1, "e", listed)
+    rules = decide.Rules("update", True, asks, storage_class)
+    job = Job(1, "f", "k", Source("file", "f"), 1, 1, listed_object, journal)
+    evidence = decide.Evidence(listed_object, journal, same_content=True,
+                               wanted=headers.Wanted({}, {"content-type": "x"}, wanted))
+    got = decide.decide(rules, job, evidence)
+    return got.action + (f", {got.headers}" if got.headers else "")
 
 
-def test_look_at_headers_takes_the_cheapest_evidence_first():
+SAME = "skip, recorded"  # the journal recorded these very headers
+ASSUMED = "skip"  # nothing says otherwise, and looking would cost what the run did not ask
+DIFFERENT = "update metadata"
+LOOK = "headers"  # only a HEAD can tell
+
+
+def test_the_verdict_on_headers_takes_the_cheapest_evidence_first():
     # the journal recorded a fingerprint of this very object: it decides, or a HEAD tells
-    assert _look("F", asks=headers.HEAD) == plan.SAME
-    assert _look("G") == plan.HEAD
+    assert _look("F", asks=headers.HEAD) == SAME
+    assert _look("G") == LOOK
     # ... but not for another object than the one it recorded
-    assert _look("G", journal_etag="other") == plan.ASSUMED
+    assert _look("G", journal_etag="other") == ASSUMED
     # unknown (no row, or an older journal): as much as the run asks, no more
     for journal_fp in (False, None):
-        assert _look(journal_fp) == plan.ASSUMED  # a plain re-run: no HEAD
-        assert _look(journal_fp, asks=headers.HEAD) == plan.HEAD
+        assert _look(journal_fp) == ASSUMED  # a plain re-run: no HEAD
+        assert _look(journal_fp, asks=headers.HEAD) == LOOK
         assert _look(journal_fp, asks=headers.LISTING, listed="STANDARD_IA",
-                     storage_class="STANDARD_IA") == plan.ASSUMED
+                     storage_class="STANDARD_IA") == ASSUMED
         assert _look(journal_fp, asks=headers.LISTING, listed="STANDARD",
-                     storage_class="STANDARD_IA") == plan.DIFFERENT
+                     storage_class="STANDARD_IA") == DIFFERENT
         assert _look(journal_fp, asks=headers.LISTING, storage_class="STANDARD_IA") == \
-            plan.HEAD  # the listing did not say
+            LOOK  # the listing did not say
 
 
 def test_same_headers_rules():
     wanted = {"content-type": "text/plain", "cache-control": "max-age=1", "x-amz-meta-a": "1"}
     same = dict(wanted)
-    assert plan.same_headers(wanted, same, recorded_acl=None)
+    assert decide.same_headers(wanted, same, recorded_acl=None)
     # content headers and metadata: exactly, absent included
-    assert not plan.same_headers(wanted, {**same, "cache-control": "max-age=2"},
+    assert not decide.same_headers(wanted, {**same, "cache-control": "max-age=2"},
                                  recorded_acl=None)
-    assert not plan.same_headers(wanted, {**same, "content-language": "fr"}, recorded_acl=None)
-    assert not plan.same_headers(wanted, {**same, "x-amz-meta-b": "2"}, recorded_acl=None)
-    assert not plan.same_headers({**wanted, "expires": "x"}, same, recorded_acl=None)
+    assert not decide.same_headers(wanted, {**same, "content-language": "fr"}, recorded_acl=None)
+    assert not decide.same_headers(wanted, {**same, "x-amz-meta-b": "2"}, recorded_acl=None)
+    assert not decide.same_headers({**wanted, "expires": "x"}, same, recorded_acl=None)
     # settings: only when the run gives them; a storage class not shown is STANDARD
     shown = {**same, "x-amz-storage-class": "GLACIER", "x-amz-server-side-encryption": "aws:kms"}
-    assert plan.same_headers(wanted, shown, recorded_acl=None)
-    assert plan.same_headers({**wanted, "x-amz-storage-class": "STANDARD"}, same,
+    assert decide.same_headers(wanted, shown, recorded_acl=None)
+    assert decide.same_headers({**wanted, "x-amz-storage-class": "STANDARD"}, same,
                              recorded_acl=None)
-    assert not plan.same_headers({**wanted, "x-amz-storage-class": "STANDARD_IA"}, same,
+    assert not decide.same_headers({**wanted, "x-amz-storage-class": "STANDARD_IA"}, same,
                                  recorded_acl=None)
-    assert not plan.same_headers({**wanted, "x-amz-server-side-encryption": "AES256"}, same,
+    assert not decide.same_headers({**wanted, "x-amz-server-side-encryption": "AES256"}, same,
                                  recorded_acl=None)
     # the ACL: only as the journal recorded it (None: unknown, taken as the same)
     acl = {**wanted, "x-amz-acl": "public-read"}
-    assert plan.same_headers(acl, same, recorded_acl=None)
-    assert plan.same_headers(acl, same, recorded_acl="public-read")
-    assert not plan.same_headers(acl, same, recorded_acl="")
-    assert not plan.same_headers(acl, same, recorded_acl="private")
+    assert decide.same_headers(acl, same, recorded_acl=None)
+    assert decide.same_headers(acl, same, recorded_acl="public-read")
+    assert not decide.same_headers(acl, same, recorded_acl="")
+    assert not decide.same_headers(acl, same, recorded_acl="private")
 
 
 # -- Transfer at the seam ------------------------------------------------------------------
@@ -228,7 +241,7 @@ def test_changed_header_on_an_unchanged_file_costs_a_head_and_one_copy(tmp_path)
                               header=["Cache-Control: max-age=60"])
     cfg = config(tmp_path, header=["Cache-Control: max-age=86400"])
     store.calls.clear()
-    result = Transfer(cfg, store, UploadSlots()).run(
+    result = Transfer(cfg, store, UploadSlots()).process(
         job_for(path, "a.txt", remote=listed, journal=entry))
     assert (result.outcome, result.reason) == (UPDATED, "metadata changed")
     assert store.calls == [("head", "a.txt"), ("copy", "a.txt")]
@@ -247,7 +260,7 @@ def test_journal_fingerprint_equal_to_the_runs_costs_nothing_and_records_nothing
     options = {"header": ["Cache-Control: max-age=60"], "grant": "public-read"}
     entry, listed = put_first(tmp_path, store, path, "a.txt", **options)
     store.calls.clear()
-    result = Transfer(config(tmp_path, **options), store, UploadSlots()).run(
+    result = Transfer(config(tmp_path, **options), store, UploadSlots()).process(
         job_for(path, "a.txt", remote=listed, journal=entry))
     assert (result.outcome, result.reason) == (SKIPPED, "unchanged")
     assert store.calls == []
@@ -259,15 +272,15 @@ def test_without_fingerprint_a_plain_run_never_asks_and_a_header_run_asks_once(t
     path = write(tmp_path / "a.txt", b"hello")
     _, listed = put_first(tmp_path, store, path, "a.txt")
     store.calls.clear()
-    plain = Transfer(config(tmp_path), store, UploadSlots()).run(
+    plain = Transfer(config(tmp_path), store, UploadSlots()).process(
         job_for(path, "a.txt", remote=listed))  # no journal: the content is hashed
     assert (plain.outcome, store.calls) == (SKIPPED, [])
     assert plain.md5 and plain.fingerprint == ""  # the hash is news; the headers unknown
     asking = config(tmp_path, header=["Content-Language: en"])
-    result = Transfer(asking, store, UploadSlots()).run(job_for(path, "a.txt", remote=listed))
+    result = Transfer(asking, store, UploadSlots()).process(job_for(path, "a.txt", remote=listed))
     assert result.outcome == UPDATED
     assert store.calls == [("head", "a.txt"), ("copy", "a.txt")]
-    again = Transfer(asking, store, UploadSlots()).run(
+    again = Transfer(asking, store, UploadSlots()).process(
         job_for(path, "a.txt", remote=store.head("a.txt")))
     assert (again.outcome, again.reason) == (SKIPPED, "unchanged")
     assert again.fingerprint == result.fingerprint  # seen by the HEAD: recorded
@@ -279,7 +292,7 @@ def test_a_named_file_uses_the_head_it_costs_anyway(tmp_path):
     put_first(tmp_path, store, path, "a.txt")
     store.calls.clear()
     result = Transfer(config(tmp_path, header=["x-amz-meta-owner: bob"]), store,
-                      UploadSlots()).run(job_for(path, "a.txt", remote=UNLISTED))
+                      UploadSlots()).process(job_for(path, "a.txt", remote=UNLISTED))
     assert result.outcome == UPDATED
     assert store.calls == [("head", "a.txt"), ("copy", "a.txt")]
     assert store.objects["a.txt"].params["Metadata"] == {"owner": "bob"}
@@ -293,7 +306,7 @@ def test_changed_content_with_changed_headers_is_put_once_with_the_new_headers(t
     write(path, b"hello, world")
     store.calls.clear()
     result = Transfer(config(tmp_path, header=["Cache-Control: no-cache"]), store,
-                      UploadSlots()).run(job_for(path, "a.txt", remote=listed, journal=entry))
+                      UploadSlots()).process(job_for(path, "a.txt", remote=listed, journal=entry))
     assert (result.outcome, result.reason) == (UPLOADED, "changed")
     assert store.calls == [("put", "a.txt")]
     assert store.objects["a.txt"].params["CacheControl"] == "no-cache"
@@ -310,12 +323,12 @@ def test_limit_counts_copies_as_puts_and_a_failed_copy_fails_that_file_only(tmp_
     cfg = config(tmp_path, header=["Cache-Control: no-cache"])
     store.fail("copy", FileError("AccessDenied: no", op="update metadata", key="f0.txt"))
     transfer = Transfer(cfg, store, UploadSlots(_Value(1)))
-    results = [transfer.run(job) for job in jobs]
+    results = [transfer.process(job) for job in jobs]
     assert [(r.outcome, r.reason) for r in results] == [
         (FAILED, "AccessDenied: no"),  # its slot was taken: a failed put counts too
         (SKIPPED, "limit reached"), (SKIPPED, "limit reached")]
     transfer = Transfer(cfg, store, UploadSlots(_Value(1)))
-    results = [transfer.run(job) for job in jobs[1:]]
+    results = [transfer.process(job) for job in jobs[1:]]
     assert [r.outcome for r in results] == [UPDATED, SKIPPED]
 
 
@@ -325,7 +338,7 @@ def test_an_object_replaced_since_the_listing_is_not_updated(tmp_path):
     entry, listed = put_first(tmp_path, store, path, "a.txt")
     store.objects["a.txt"] = store.objects["a.txt"]._replace(etag="someone-else")
     result = Transfer(config(tmp_path, header=["Cache-Control: no-cache"]), store,
-                      UploadSlots()).run(job_for(path, "a.txt", remote=listed,
+                      UploadSlots()).process(job_for(path, "a.txt", remote=listed,
                                                  journal=entry._replace(fingerprint="x")))
     assert result.outcome == FAILED and "changed since it was listed" in result.reason
     assert store.count("copy") == 0
@@ -337,7 +350,7 @@ def test_image_thumbnails_are_updated_with_their_original_and_before_it(tmp_path
     listed = next(item for item in store.list_objects("o/"))
     cfg = config(tmp_path, images=True, header=["Cache-Control: max-age=9"],
                  thumbnail_format="webp")
-    result = Transfer(cfg, store, UploadSlots()).run(
+    result = Transfer(cfg, store, UploadSlots()).process(
         job_for(path, "o/1.png", remote=listed, thumbnails=[("thumbnail", "t/1.png")]))
     assert (result.outcome, result.extra_keys) == (UPDATED, ("t/1.png",))
     assert [call for call in store.calls if call[0] == "copy"] == \
@@ -357,7 +370,7 @@ def test_dry_run_plans_the_update_and_writes_nothing(tmp_path):
     dry = DryRunStore(lambda: None, "bucket")
     dry.head = store.head  # it reads like the real store
     result = Transfer(config(tmp_path, dry_run=True, header=["Cache-Control: x"]), dry,
-                      UploadSlots()).run(job_for(path, "a.txt", remote=listed, journal=entry))
+                      UploadSlots()).process(job_for(path, "a.txt", remote=listed, journal=entry))
     assert (result.outcome, result.etag) == (UPDATED, listed.etag)
     assert "CacheControl" not in store.objects["a.txt"].params
 
@@ -377,7 +390,7 @@ def test_a_copy_that_makes_a_multipart_etag_single_part_is_still_recognised(tmp_
     assert listed.etag.endswith("-4")
     journal = Journal(str(tmp_path / "state.sqlite"), write=True)
     cfg = config(tmp_path, header=["Cache-Control: no-cache"], **parts)
-    result = Transfer(cfg, store, UploadSlots()).run(
+    result = Transfer(cfg, store, UploadSlots()).process(
         job_for(path, "big.bin", remote=listed, journal=entry))
     assert result.outcome == UPDATED
     assert result.etag == hashlib.md5(data).hexdigest() == store.objects["big.bin"].etag
@@ -388,9 +401,9 @@ def test_a_copy_that_makes_a_multipart_etag_single_part_is_still_recognised(tmp_
     journal.close()
     now = store.head("big.bin")._replace(headers=None)  # as a listing shows it
     store.calls.clear()
-    with_journal = Transfer(cfg, store, UploadSlots()).run(
+    with_journal = Transfer(cfg, store, UploadSlots()).process(
         job_for(path, "big.bin", remote=now, journal=recorded))
-    without = Transfer(cfg, store, UploadSlots()).run(job_for(path, "big.bin", remote=now))
+    without = Transfer(cfg, store, UploadSlots()).process(job_for(path, "big.bin", remote=now))
     assert (with_journal.outcome, with_journal.reason) == (SKIPPED, "unchanged")
     assert (without.outcome, without.reason) == (SKIPPED, "unchanged")
     assert store.calls == [("head", "big.bin")]  # the hashing run asks for the headers once
@@ -403,10 +416,10 @@ def test_a_copy_in_parts_uses_the_runs_part_size_so_hashing_recognises_it(tmp_pa
     store.copy_limit = MiB  # as if above 5 GiB
     cfg = config(tmp_path, header=["Cache-Control: no-cache"], internal={"part_size": 2 * MiB})
     listed = next(iter(store.list_objects("")))
-    result = Transfer(cfg, store, UploadSlots()).run(job_for(path, "big.bin", remote=listed))
+    result = Transfer(cfg, store, UploadSlots()).process(job_for(path, "big.bin", remote=listed))
     assert result.outcome == UPDATED
     assert result.etag == digest_bytes(data, 2 * MiB).etag(multipart=True)
-    again = Transfer(cfg, store, UploadSlots()).run(
+    again = Transfer(cfg, store, UploadSlots()).process(
         job_for(path, "big.bin", remote=store.head("big.bin")))
     assert (again.outcome, again.reason) == (SKIPPED, "unchanged")
 
@@ -757,7 +770,7 @@ def test_a_copy_in_parts_gets_a_new_etag_that_the_journal_recognises(run, proxy,
     job = job_for(path, "big.bin", remote=listed, journal=reader.lookup("big.bin"))
     reader.close()
     proxy.reset_counters()
-    result = Transfer(cfg, store, UploadSlots()).run(job)
+    result = Transfer(cfg, store, UploadSlots()).process(job)
     assert (result.outcome, result.reason) == (UPDATED, "metadata changed"), result.reason
     assert proxy.by_method["PUT"] == proxy.copies == 2  # two part copies, no body sent
     assert proxy.by_method["POST"] == 2  # create and complete the upload

@@ -296,7 +296,7 @@ def run(tmp_path, store, job, *, internal=None, **options) -> Result:
     cfg = from_keywords([tmp_path], bucket="bucket", no_progress=True, **options)
     if internal:
         cfg = dataclasses.replace(cfg, **internal)
-    return Transfer(cfg, store, UploadSlots()).run(job)
+    return Transfer(cfg, store, UploadSlots()).process(job)
 
 
 def test_add_puts_if_none_match_and_a_key_stored_since_the_listing_is_skipped_exists(

@@ -46,9 +46,10 @@ from s3pput.jobs import (
 )
 from s3pput.run.concurrency import Controller, Limiter
 from s3pput.run.feed import Feeder
+from s3pput.run.payload import RACY, RACY_NS
 from s3pput.run.putter import Putter
 from s3pput.run.statter import Log, Statter
-from s3pput.run.transfer import RACY, RACY_NS, Breaker, Transfer, UploadSlots
+from s3pput.run.transfer import Breaker, Transfer, UploadSlots
 from s3pput.run.walker import Walker
 
 MiB = 1024 * 1024
@@ -84,7 +85,7 @@ def remote_of(key: str, data: bytes) -> RemoteObject:
 def test_update_puts_an_absent_key_once_with_its_md5_and_type(tmp_path):
     store = FakeStore()
     path = write(tmp_path / "a.html", b"<p>hello</p>")
-    result = Transfer(config(tmp_path), store, UploadSlots()).run(job_for(path, "a.html"))
+    result = Transfer(config(tmp_path), store, UploadSlots()).process(job_for(path, "a.html"))
     assert (result.outcome, result.reason) == (UPLOADED, "new")
     assert store.calls == [("put", "a.html")]
     stored = store.objects["a.html"]
@@ -97,7 +98,7 @@ def test_update_skips_same_content_after_hashing_and_records_the_md5(tmp_path):
     data = b"same"
     store = FakeStore({"k": data})
     path = write(tmp_path / "k", data)
-    result = Transfer(config(tmp_path), store, UploadSlots()).run(
+    result = Transfer(config(tmp_path), store, UploadSlots()).process(
         job_for(path, "k", remote=remote_of("k", data)))
     assert (result.outcome, result.reason) == (SKIPPED, "unchanged")
     assert store.calls == []
@@ -107,7 +108,7 @@ def test_update_skips_same_content_after_hashing_and_records_the_md5(tmp_path):
 def test_update_puts_changed_content_of_the_same_size(tmp_path):
     store = FakeStore({"k": b"old!"})
     path = write(tmp_path / "k", b"new!")
-    result = Transfer(config(tmp_path), store, UploadSlots()).run(
+    result = Transfer(config(tmp_path), store, UploadSlots()).process(
         job_for(path, "k", remote=remote_of("k", b"old!")))
     assert (result.outcome, result.reason) == (UPLOADED, "changed")
     assert store.objects["k"].body == b"new!"
@@ -118,7 +119,7 @@ def test_update_trusts_the_journal_when_size_mtime_and_etag_agree(tmp_path):
     path = write(tmp_path / "k", b"local!")  # differs, but the journal vouches
     info = path.stat()
     journal = JournalEntry(info.st_size, info.st_mtime_ns, "x", remote_of("k", b"stored").etag)
-    result = Transfer(config(tmp_path), store, UploadSlots()).run(
+    result = Transfer(config(tmp_path), store, UploadSlots()).process(
         job_for(path, "k", remote=remote_of("k", b"stored"), journal=journal))
     assert (result.outcome, result.reason) == (SKIPPED, "unchanged")
     assert store.calls == []
@@ -132,11 +133,11 @@ def test_a_file_modified_just_before_it_was_read_is_journaled_as_racy(tmp_path):
     path = write(tmp_path / "k", b"fresh")
     ahead = time.time_ns() + RACY_NS  # read within RACY_NS of it, however slow the read
     os.utime(path, ns=(ahead, ahead))
-    fresh = Transfer(config(tmp_path), store, UploadSlots()).run(job_for(path, "k"))
+    fresh = Transfer(config(tmp_path), store, UploadSlots()).process(job_for(path, "k"))
     assert (fresh.outcome, fresh.mtime_ns) == (UPLOADED, RACY)
     settled = time.time_ns() - 2 * RACY_NS
     os.utime(path, ns=(settled, settled))
-    again = Transfer(config(tmp_path), store, UploadSlots()).run(
+    again = Transfer(config(tmp_path), store, UploadSlots()).process(
         job_for(path, "k", remote=remote_of("k", b"fresh")))
     assert (again.outcome, again.mtime_ns) == (SKIPPED, settled)  # hashed, then recorded
 
@@ -144,7 +145,7 @@ def test_a_file_modified_just_before_it_was_read_is_journaled_as_racy(tmp_path):
 def test_add_skips_a_present_key_without_any_request(tmp_path):
     store = FakeStore({"k": b"other"})
     path = write(tmp_path / "k", b"mine")
-    result = Transfer(config(tmp_path, put="add"), store, UploadSlots()).run(
+    result = Transfer(config(tmp_path, put="add"), store, UploadSlots()).process(
         job_for(path, "k", remote=remote_of("k", b"other")))
     assert (result.outcome, result.reason) == (SKIPPED, "exists")
     assert store.calls == []
@@ -153,7 +154,7 @@ def test_add_skips_a_present_key_without_any_request(tmp_path):
 def test_unlisted_key_costs_one_head_then_the_put(tmp_path):
     store = FakeStore()
     path = write(tmp_path / "k", b"data")
-    result = Transfer(config(tmp_path), store, UploadSlots()).run(
+    result = Transfer(config(tmp_path), store, UploadSlots()).process(
         job_for(path, "k", remote=UNLISTED))
     assert result.outcome == UPLOADED
     assert store.calls == [("head", "k"), ("put", "k")]
@@ -163,7 +164,7 @@ def test_stupid_never_asks_the_store(tmp_path):
     data = b"same"
     store = FakeStore({"k": data})
     path = write(tmp_path / "k", data)
-    result = Transfer(config(tmp_path, put="stupid"), store, UploadSlots()).run(
+    result = Transfer(config(tmp_path, put="stupid"), store, UploadSlots()).process(
         job_for(path, "k", remote=UNLISTED))
     assert (result.outcome, result.reason) == (UPLOADED, "forced")
     assert store.calls == [("put", "k")]
@@ -173,8 +174,8 @@ def test_limit_budget_is_shared_and_skips_once_spent(tmp_path):
     store = FakeStore()
     slots = UploadSlots(_Value(1))
     transfer = Transfer(config(tmp_path), store, slots)
-    first = transfer.run(job_for(write(tmp_path / "a", b"a"), "a", seq=1))
-    second = transfer.run(job_for(write(tmp_path / "b", b"b"), "b", seq=2))
+    first = transfer.process(job_for(write(tmp_path / "a", b"a"), "a", seq=1))
+    second = transfer.process(job_for(write(tmp_path / "b", b"b"), "b", seq=2))
     assert first.outcome == UPLOADED
     assert (second.outcome, second.reason) == (SKIPPED, "limit reached")
     assert store.count("put") == 1
@@ -199,7 +200,7 @@ def test_headers_acl_sse_storage_class_and_metadata_are_put(tmp_path):
                                    "x-amz-meta-owner: ann"], grant="public-read", sse="AES256",
                  storage_class="STANDARD_IA")
     path = write(tmp_path / "a.css", b"p{}")
-    Transfer(cfg, store, UploadSlots()).run(job_for(path, "a.css"))
+    Transfer(cfg, store, UploadSlots()).process(job_for(path, "a.css"))
     assert store.objects["a.css"].params == {
         "CacheControl": "max-age=60", "ContentDisposition": "inline", "ContentType": "text/css",
         "ACL": "public-read", "ServerSideEncryption": "AES256",
@@ -210,7 +211,7 @@ def test_gzip_stores_deterministic_gzip_with_its_encoding(tmp_path):
     store = FakeStore()
     text = b"body { color: red }\n" * 100
     path = write(tmp_path / "a.css", text)
-    result = Transfer(config(tmp_path, gzip=True), store, UploadSlots()).run(
+    result = Transfer(config(tmp_path, gzip=True), store, UploadSlots()).process(
         job_for(path, "a.css"))
     stored = store.objects["a.css"]
     assert stored.params["ContentEncoding"] == "gzip"
@@ -236,7 +237,7 @@ def test_multipart_parts_go_up_in_parallel_and_the_etag_is_s3s(tmp_path):
     store._part = part
     cfg = config(tmp_path, multipart_threshold=1, internal=dict(part_size=2 * MiB))
     with ThreadPoolExecutor(4) as pool:
-        result = Transfer(cfg, store, UploadSlots(), parts=pool).run(job_for(path, "big.bin"))
+        result = Transfer(cfg, store, UploadSlots(), parts=pool).process(job_for(path, "big.bin"))
     assert result.outcome == UPLOADED, result.reason
     stored = store.objects["big.bin"]
     assert stored.body == data and stored.parts == 3
@@ -257,7 +258,7 @@ def test_multipart_of_a_file_that_changes_while_read_is_aborted(tmp_path):
 
     store._part = part
     cfg = config(tmp_path, multipart_threshold=1, internal=dict(part_size=MiB))
-    result = Transfer(cfg, store, UploadSlots()).run(job_for(path, "big.bin"))
+    result = Transfer(cfg, store, UploadSlots()).process(job_for(path, "big.bin"))
     assert result.outcome == FAILED and "changed" in result.reason
     assert store.aborted == ["big.bin"] and "big.bin" not in store.objects
 
@@ -269,10 +270,10 @@ def test_a_file_error_fails_that_file_and_a_fatal_error_stops_the_run(tmp_path):
     store.fail("put", FileError("AccessDenied: no", op="put", key="a"),
                FatalError("credentials expired"))
     transfer = Transfer(config(tmp_path), store, UploadSlots())
-    result = transfer.run(job_for(write(tmp_path / "a", b"a"), "a"))
+    result = transfer.process(job_for(write(tmp_path / "a", b"a"), "a"))
     assert (result.outcome, result.reason) == (FAILED, "AccessDenied: no")
     with pytest.raises(FatalError):
-        transfer.run(job_for(write(tmp_path / "b", b"b"), "b"))
+        transfer.process(job_for(write(tmp_path / "b", b"b"), "b"))
 
 
 def test_breaker_fails_fast_after_three_connection_failures_in_a_row(tmp_path):
@@ -280,8 +281,8 @@ def test_breaker_fails_fast_after_three_connection_failures_in_a_row(tmp_path):
     store.fail("put", *[ConnectionFailure("EndpointConnectionError: refused")] * 3)
     transfer = Transfer(config(tmp_path), store, UploadSlots())
     for n in range(3):
-        assert transfer.run(job_for(write(tmp_path / f"f{n}", b"x"), f"f{n}")).outcome == FAILED
-    result = transfer.run(job_for(write(tmp_path / "g", b"x"), "g"))
+        assert transfer.process(job_for(write(tmp_path / f"f{n}", b"x"), f"f{n}")).outcome == FAILED
+    result = transfer.process(job_for(write(tmp_path / "g", b"x"), "g"))
     assert result.outcome == FAILED and "unreachable" in result.reason
     assert store.count("put") == 3  # the fourth file cost no request
 
@@ -377,7 +378,7 @@ def test_feeder_announces_every_item_before_it_is_queued(tmp_path):
                     lambda message: events.append((type(message).__name__, message)), stop)
     path = write(tmp_path / "a", b"a")
     skipped = job_for(path, "s", seq=1).result(SKIPPED, "unchanged")
-    done = feeder.run([skipped, job_for(path, "a", seq=2)])
+    done = feeder.feed([skipped, job_for(path, "a", seq=2)])
     assert done == WalkerDone(2, "")
     kinds = [kind for kind, _ in events]
     assert kinds == ["Walked", "Results", "jobs", "WalkerDone"]
@@ -387,7 +388,7 @@ def test_feeder_announces_every_item_before_it_is_queued(tmp_path):
 def test_feeder_stops_walking_once_the_limit_is_spent(tmp_path):
     path = write(tmp_path / "a", b"a")
     feeder = Feeder(lambda batch: True, lambda message: None, threading.Event(), _Value(0))
-    assert feeder.run(job_for(path, "a", seq=n) for n in range(5)).cut == "limit reached"
+    assert feeder.feed(job_for(path, "a", seq=n) for n in range(5)).cut == "limit reached"
 
 
 # -- the putter -----------------------------------------------------------------------------
@@ -405,7 +406,7 @@ def test_putter_gives_every_job_one_result_and_grows_threads_with_the_limit(tmp_
     putter = Putter(transfer, lambda message: results.extend(message.results),
                     threading.Event(), 72, on_fatal=lambda text: None)
     limiter.controller.limit = 32  # as if the controller had grown it meanwhile
-    putter.run(lambda timeout: batches.get(timeout=timeout), grace=1)
+    putter.serve(lambda timeout: batches.get(timeout=timeout), grace=1)
     assert sorted(r.seq for r in results) == list(range(300))
     assert all(r.outcome == UPLOADED for r in results)
     assert len(putter.workers) == 32 + 8
@@ -421,7 +422,7 @@ def test_putter_reports_a_fatal_error_once_and_stops(tmp_path):
     batches: "queue.Queue" = queue.Queue()
     batches.put(jobs)
     batches.put(STOP)
-    Putter(transfer, lambda message: None, stop, 4, on_fatal=fatal.append).run(
+    Putter(transfer, lambda message: None, stop, 4, on_fatal=fatal.append).serve(
         lambda timeout: batches.get(timeout=timeout), grace=1)
     assert fatal == ["credentials expired"] and stop.is_set()
 

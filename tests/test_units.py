@@ -14,10 +14,10 @@ import os
 import pytest
 from configs import from_argv
 
-from s3pput import content, digest, filters, headers, keys, plan
+from s3pput import content, decide, digest, filters, headers, keys
 from s3pput.errors import FileError, UsageError
 from s3pput.filters import EXCLUDE, INCLUDE, Rule
-from s3pput.jobs import JournalEntry, RemoteObject
+from s3pput.jobs import UNLISTED, Job, JournalEntry, RemoteObject, Source
 
 MiB = 1024 * 1024
 
@@ -161,7 +161,7 @@ def test_matching_is_case_sensitive():
     assert filters.excluded_by((exc("*.[jJ][pP][gG]"),), "a.JPG") is not None
 
 
-# -- plan ----------------------------------------------------------------------------------
+# -- decide --------------------------------------------------------------------------------
 
 SIZE, MTIME = 100, 1_700_000_000_000_000_000
 SAME_ETAG = "0" * 32
@@ -171,76 +171,87 @@ def remote(size=SIZE, etag=SAME_ETAG):
     return RemoteObject("k", size, etag)
 
 
-def decide(mode, present, same_content, *, size_comparable=True):
-    """Run the plan as a putter does: first_look, then after_compare when asked."""
+def job(remote_object=UNLISTED, journal=None) -> Job:
+    return Job(1, "f", "k", Source("file", "f"), SIZE, MTIME, remote_object, journal)
+
+
+def rules(mode, *, size_comparable=True, asks=headers.NOTHING):
+    return decide.Rules(mode, size_comparable, asks, None)
+
+
+def verdict(mode, found, same_content=None, *, journal=None, size_comparable=True):
+    """The verdict with what a listing (FOUND) and the journal tell, and the comparison of
+    the content when it was made (SAME_CONTENT)."""
+    return decide.decide(rules(mode, size_comparable=size_comparable), job(found, journal),
+                         decide.Evidence(found, journal, same_content))
+
+
+def as_a_putter_does(mode, present, same_content, *, size_comparable=True):
+    """Decide, gathering the evidence the verdict asks for until it is a verdict."""
     found = remote() if present else None
-    first = plan.first_look(mode, found, size=SIZE, mtime_ns=MTIME, journal=None,
-                            size_comparable=size_comparable)
-    if first is plan.COMPARE:
-        return plan.after_compare(same_content)
-    return first
+    evidence = decide.Evidence(UNLISTED)
+    while True:
+        got = decide.decide(rules(mode, size_comparable=size_comparable), job(), evidence)
+        if got.action == decide.LOOKUP:
+            evidence = evidence._replace(remote=found)
+        elif got.action == decide.COMPARE:
+            evidence = evidence._replace(same_content=same_content)
+        else:
+            return got.action, got.reason
 
 
-# The table of plan's docstring, cell by cell: (mode, state) -> Decision.
+# The table of decide's docstring, cell by cell: (mode, state) -> verdict.
 TABLE = {
-    ("add", "absent"): (True, "new"),
-    ("add", "same"): (False, "exists"),
-    ("add", "other"): (False, "exists"),
-    ("stupid", "absent"): (True, "forced"),
-    ("stupid", "same"): (True, "forced"),
-    ("stupid", "other"): (True, "forced"),
-    ("update", "absent"): (True, "new"),
-    ("update", "same"): (False, "unchanged"),
-    ("update", "other"): (True, "changed"),
+    ("add", "absent"): ("put", "new"),
+    ("add", "same"): ("skip", "exists"),
+    ("add", "other"): ("skip", "exists"),
+    ("stupid", "absent"): ("put", "forced"),
+    ("stupid", "same"): ("put", "forced"),
+    ("stupid", "other"): ("put", "forced"),
+    ("update", "absent"): ("put", "new"),
+    ("update", "same"): ("skip", "unchanged"),
+    ("update", "other"): ("put", "changed"),
 }
 
 
 @pytest.mark.parametrize("mode, state", sorted(TABLE))
 @pytest.mark.parametrize("size_comparable", [True, False])
 def test_put_mode_truth_table(mode, state, size_comparable):
-    got = decide(mode, state != "absent", state == "same", size_comparable=size_comparable)
-    assert got == plan.Decision(*TABLE[(mode, state)])
+    got = as_a_putter_does(mode, state != "absent", state == "same",
+                           size_comparable=size_comparable)
+    assert got == TABLE[(mode, state)]
 
 
 def test_modes_and_reasons_are_the_documented_names():
-    assert plan.PUT_MODES == ("add", "stupid", "update")
-    assert (plan.NEW, plan.CHANGED, plan.FORCED) == ("new", "changed", "forced")
+    assert decide.PUT_MODES == ("add", "stupid", "update")
+    assert (decide.NEW, decide.CHANGED, decide.FORCED) == ("new", "changed", "forced")
 
 
 def test_stupid_and_add_never_ask_for_content():
-    for found in (None, remote()):
-        assert plan.first_look("stupid", found, size=SIZE, mtime_ns=MTIME, journal=None,
-                               size_comparable=True) == plan.Decision(True, "forced")
-    assert plan.first_look("add", remote(size=1), size=SIZE, mtime_ns=MTIME, journal=None,
-                           size_comparable=True) == plan.Decision(False, "exists")
+    for found in (None, remote(), UNLISTED):
+        assert verdict("stupid", found) == ("put", "forced", "")
+    assert verdict("add", remote(size=1)) == ("skip", "exists", "")
+    assert verdict("add", UNLISTED).action == decide.LOOKUP
 
 
 def test_update_size_shortcut_only_when_sizes_are_comparable():
     other_size = remote(size=SIZE + 1)
-    assert plan.first_look("update", other_size, size=SIZE, mtime_ns=MTIME, journal=None,
-                           size_comparable=True) == plan.Decision(True, "changed")
+    assert verdict("update", other_size) == ("put", "changed", "")
     # gzip: the stored size is the compressed size; only the content can tell
-    assert plan.first_look("update", other_size, size=SIZE, mtime_ns=MTIME, journal=None,
-                           size_comparable=False) is plan.COMPARE
-    assert plan.first_look("update", remote(), size=SIZE, mtime_ns=MTIME, journal=None,
-                           size_comparable=True) is plan.COMPARE
+    assert verdict("update", other_size, size_comparable=False).action == decide.COMPARE
+    assert verdict("update", remote()).action == decide.COMPARE
 
 
 def test_update_journal_shortcut():
     journal = JournalEntry(SIZE, MTIME, "m" * 32, SAME_ETAG)
-    assert plan.first_look("update", remote(), size=SIZE, mtime_ns=MTIME, journal=journal,
-                           size_comparable=True) == plan.Decision(False, "unchanged")
+    assert verdict("update", remote(), journal=journal)[:2] == ("skip", "unchanged")
     # anything that differs from the journal means the content must be compared
     for stale in (journal._replace(size=SIZE - 1), journal._replace(mtime_ns=MTIME + 1),
                   journal._replace(etag="f" * 32)):
-        assert plan.first_look("update", remote(), size=SIZE, mtime_ns=MTIME,
-                               journal=stale, size_comparable=True) is plan.COMPARE
+        assert verdict("update", remote(), journal=stale).action == decide.COMPARE
     # the journal never overrides an absent key or a size change
-    assert plan.first_look("update", None, size=SIZE, mtime_ns=MTIME, journal=journal,
-                           size_comparable=True) == plan.Decision(True, "new")
-    assert plan.first_look("update", remote(size=SIZE + 5), size=SIZE, mtime_ns=MTIME,
-                           journal=journal, size_comparable=True) == \
-        plan.Decision(True, "changed")
+    assert verdict("update", None, journal=journal)[:2] == ("put", "new")
+    assert verdict("update", remote(size=SIZE + 5), journal=journal)[:2] == ("put", "changed")
 
 
 # -- digest --------------------------------------------------------------------------------

@@ -107,7 +107,7 @@ class WorkerRun:
 
     def _serve(self) -> None:
         try:
-            self.putter.run(lambda timeout: self.batches.get(timeout=timeout),
+            self.putter.serve(lambda timeout: self.batches.get(timeout=timeout),
                             STOP_GRACE_SECONDS - 1)
         finally:
             self.ended.set()
@@ -122,7 +122,7 @@ class WorkerRun:
                 if task is not None:
                     task.add(result)
 
-    def run(self, jobs: Tuple[Job, ...]) -> Tuple[Tuple[Result, ...], str]:
+    def put_batch(self, jobs: Tuple[Job, ...]) -> Tuple[Tuple[Result, ...], str]:
         """Run JOBS on the putter; return their results once all are in (or, if the run
         stopped, those that are), and the fatal error that stopped it ("" if none)."""
         task = _Task(jobs)
@@ -165,7 +165,7 @@ def run_batch(run_id: str, cfg: Config, cwd: str, jobs: Tuple[Job, ...]
     """The Dask task: run JOBS on this worker; return (their results, a fatal error or
     ""). Relative SOURCE paths are the user's: they are taken from CWD, the working
     directory of the main process (every worker sees the same paths)."""
-    return _worker_run(run_id, cfg).run(tuple(_located(job, cwd) for job in jobs))
+    return _worker_run(run_id, cfg).put_batch(tuple(_located(job, cwd) for job in jobs))
 
 
 def _located(job: Job, cwd: str) -> Job:

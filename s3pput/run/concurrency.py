@@ -27,7 +27,7 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from typing import Callable, Deque, Iterator, List
+from typing import Callable, Deque, Iterator, List, Optional
 
 TOLERANCE = 1.5  # median latency above this many times the base means queueing
 SLACK = 0.003  # seconds: noise of a loaded machine that is not queueing
@@ -163,3 +163,25 @@ class MemoryBudget:
         with self.condition:
             self.used -= size
             self.condition.notify_all()
+
+
+class RateLimiter:
+    """At most RATE requests per second from all putters together (None: no limit).
+
+    SHARED is a ``multiprocessing.Value("d")`` holding the next free time slot
+    (``time.monotonic`` is one clock for every process), so the cap holds however the
+    jobs happen to be spread over the putters."""
+
+    def __init__(self, rate: Optional[float], shared=None):
+        self.interval = 1.0 / rate if rate else 0.0
+        self.shared = shared
+
+    def wait(self) -> None:
+        if not self.interval or self.shared is None:
+            return
+        with self.shared.get_lock():
+            now = time.monotonic()
+            at = max(now, self.shared.value)
+            self.shared.value = at + self.interval
+        if at > now:
+            time.sleep(at - now)

@@ -1,6 +1,6 @@
 """The walker process's loop: what the walk yields is announced, batched and sent.
 
-``Feeder.run(items)`` takes the jobs and walk-time results a walker yields and, batch by
+``Feeder.feed(items)`` takes the jobs and walk-time results a walker yields and, batch by
 batch, first announces them to the statter (``Walked``), then sends the walk-time results
 to the statter and the jobs to the putters. Announcing first is what lets the statter name
 every job that never got a result. The role as a class: testable without processes.
@@ -52,7 +52,7 @@ class Feeder:
                 or self.batch_bytes >= BATCH_BYTES
                 or time.monotonic() - self.started > BATCH_SECONDS)
 
-    def run(self, items: Iterable[object]) -> WalkerDone:
+    def feed(self, items: Iterable[object]) -> WalkerDone:
         """Feed every item of ITEMS; return (and tell the statter) how the walk ended."""
         walked, cut = 0, ""
         try:

@@ -32,8 +32,8 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Deque, Dict, Iterator, List, Optional, Set, Tuple
 
-from .. import plan
 from ..config import Config
+from ..decide import NOT_AN_IMAGE, needs_remote
 from ..errors import FileError, PreconditionFailed
 from ..headers import content_type_of
 from ..images import SNIFF_BYTES, sniff_image
@@ -102,7 +102,7 @@ def _sniff(entry: Entry) -> Tuple[Optional[object], Optional[str]]:
     except OSError as err:
         return None, f"cannot read: {err.strerror or err}"
     kind = sniff_image(head)
-    return kind, None if kind else "not an image"
+    return kind, None if kind else NOT_AN_IMAGE
 
 
 class ImageWalker(WalkerBase):
@@ -172,7 +172,7 @@ class ImageWalker(WalkerBase):
                 names.add(entry.parts[-1])
             kind, why_not = _sniff(entry)
             if kind is None:
-                yield self.outcome(entry, key, SKIPPED if why_not == "not an image" else FAILED,
+                yield self.outcome(entry, key, SKIPPED if why_not == NOT_AN_IMAGE else FAILED,
                                    why_not)
                 continue
             images.append((entry, kind))
@@ -210,7 +210,7 @@ class ImageWalker(WalkerBase):
                       entry.mtime_ns, self.remote_of(original, remote),
                       self.journal_lookup(original), numbers.get(name), thumbnails,
                       create_only=name in new)
-            yield skip_early(self.cfg, job, self.headers,
+            yield skip_early(self.rules, job, self.headers,
                              content_type_of(self.cfg, name, b"", kind.mime)) or job
 
     def _numbers(self, reldir, names: List[str]) -> Tuple[Dict[str, int], Set[str], str]:
@@ -263,7 +263,7 @@ class ImageWalker(WalkerBase):
     def _originals(self, reldir) -> Optional["FolderListing"]:
         """What the original folder of this directory holds (one LIST request per 1,000
         keys); None when listing is not possible or not needed."""
-        if not plan.needs_remote(self.cfg.put) or not self.can_list:
+        if not needs_remote(self.cfg.put) or not self.can_list:
             return None
         folder = join_key(self.prefix, [*reldir, ORIGINAL_FOLDER]) + "/"
         return FolderListing(self.store.list_objects(folder, delimiter="/"))

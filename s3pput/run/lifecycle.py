@@ -36,11 +36,11 @@ import time
 from typing import Dict, List, NamedTuple, Optional
 
 from ..config import Config
+from ..decide import needs_remote
 from ..errors import FatalError
 from ..jobs import STOP, Fatal, Finish, Note
 from ..keys import normalize_prefix
 from ..overlap import hold_run_lock
-from ..plan import needs_remote
 from ..store import Access
 
 STOP_GRACE_SECONDS = 4.0  # after a stop, workers have this long before they are killed
@@ -140,7 +140,6 @@ def walker_process(cfg: Config, access, spool_dir: str, put_queues: PutQueues,
 
         walker = ImageWalker(cfg, make_store(cfg, LOOKAHEAD + 2), **options)
     else:
-        from ..plan import needs_remote
         from .walker import Walker
 
         store = make_store(cfg, 2) if needs_remote(cfg.put) else None
@@ -148,7 +147,7 @@ def walker_process(cfg: Config, access, spool_dir: str, put_queues: PutQueues,
                         **options)
     feeder = Feeder(lambda batch: put_queues.send(batch, stop), stat_queue.put, stop,
                     slots_value)
-    feeder.run(walker.jobs())
+    feeder.feed(walker.jobs())
     put_queues.send_stops(stop)
     put_queues.abandon()
 
@@ -162,7 +161,7 @@ def putter_process(cfg: Config, index: int, put_queues: PutQueues, stat_queue, s
     transfer, max_threads = make_transfer(cfg, stop, slots_value, rate_state)
     putter = Putter(transfer, stat_queue.put, stop, max_threads,
                     on_fatal=lambda text: stat_queue.put(Fatal(text)))
-    putter.run(lambda timeout: put_queue.get(timeout=timeout), STOP_GRACE_SECONDS - 1)
+    putter.serve(lambda timeout: put_queue.get(timeout=timeout), STOP_GRACE_SECONDS - 1)
     controller = transfer.limiter.controller
     stat_queue.put(Note("debug", f"putter {index}: requests in flight: limit "
                         f"{controller.limit} at the end, {controller.peak} at most, halved "
@@ -183,7 +182,7 @@ def statter_process(cfg: Config, stat_queue, reply) -> None:
     # Paths that are not valid UTF-8 (surrogate-escaped) must print, not kill the statter.
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(errors="backslashreplace")
-    reply.send(Statter(cfg).run(stat_queue))
+    reply.send(Statter(cfg).serve(stat_queue))
     reply.close()
 
 

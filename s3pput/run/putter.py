@@ -98,7 +98,7 @@ class Putter:
             if self.stop.is_set():
                 continue  # not attempted: the statter reports it as not finished
             try:
-                result = self.transfer.run(job)
+                result = self.transfer.process(job)
             except FatalError as err:
                 if not self.fatal.is_set():
                     self.fatal.set()
@@ -133,7 +133,7 @@ class Putter:
             thread.start()
             self.workers.append(thread)
 
-    def run(self, next_batch: Callable[[float], object], grace: float) -> None:
+    def serve(self, next_batch: Callable[[float], object], grace: float) -> None:
         """Run batches from NEXT_BATCH(timeout) (a tuple of jobs, ``STOP``, or raises
         ``queue.Empty``) until ``STOP`` or the run stops; then wait for the jobs under way
         (at most GRACE seconds once the run is stopped) and send the last results."""

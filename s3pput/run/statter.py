@@ -6,8 +6,9 @@ human summary go to stdout, except with ``--json``, when stdout carries only the
 object and everything else goes to stderr. Failures always go to stderr, and so does
 progress.
 
-``Statter`` is the role as a class: ``handle(message)`` per message, then
-``finish(Finish)`` reconciles and returns the summary, so it is testable without a process.
+``Statter`` is the role as a class: ``handle(message)`` per message (``serve`` takes them
+from a queue), then ``finish(Finish)`` reconciles and returns the summary, so it is
+testable without a process.
 """
 
 from __future__ import annotations
@@ -226,7 +227,7 @@ class Statter:
         self.mapping, self.preview = open_reports(cfg)
         self.preview_type = preview_mime(cfg.thumbnail_format) if self.preview else ""
 
-    def run(self, messages: "queue.Queue") -> Dict:
+    def serve(self, messages: "queue.Queue") -> Dict:
         """Handle MESSAGES until ``Finish``; return the summary."""
         while True:
             try:

@@ -14,8 +14,8 @@ import sqlite3
 import threading
 from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-from .. import plan
 from ..config import Config
+from ..decide import SKIP, Evidence, Rules, decide, needs_remote
 from ..errors import FileError
 from ..filters import excluded_by
 from ..headers import RunHeaders, type_by_name
@@ -119,34 +119,24 @@ class ListingIndex:
 Output = Union[Job, Result]
 
 
-def skip_early(cfg: Config, job: Job, headers: Optional[RunHeaders] = None,
-               ctype: Optional[str] = None) -> Optional[Result]:
-    """The SKIPPED result of JOB when metadata alone decides it (the key exists in ``add``
-    mode; in ``update`` mode, the journal vouches for the content, and the journal or the
-    listing for the headers: ``plan.look_at_headers``), else None.
-
-    HEADERS: the run's (made here if not given); CTYPE: the Content-Type the file is put
-    with, when the walker knows it (else from the name, when that decides it).
+def skip_early(rules: Rules, job: Job, headers: RunHeaders, ctype: Optional[str] = None
+               ) -> Optional[Result]:
+    """The SKIPPED result of JOB when what the walk knows decides it already (``decide``
+    with the listing's entry and the journal row; CTYPE: the Content-Type the file is put
+    with, when the walker knows it, else from the name when that decides it), else None:
+    a putter gathers the rest.
 
     The walker calls this so that the files a re-run does not touch never travel to a
     putter: an unchanged tree costs a walk and a listing, nothing more.
     """
     if job.remote is UNLISTED:  # only a putter's HEAD can tell
         return None
-    decision = plan.first_look(cfg.put, job.remote, size=job.size, mtime_ns=job.mtime_ns,
-                               journal=job.journal, size_comparable=not cfg.gzip)
-    if not isinstance(decision, plan.Decision) or decision.put:
+    ctype = ctype or type_by_name(headers.cfg, job.key.rsplit("/", 1)[-1])
+    wanted = headers.for_type(ctype) if ctype else None
+    verdict = decide(rules, job, Evidence(job.remote, job.journal, wanted=wanted))
+    if verdict.action != SKIP:
         return None
-    if decision.reason == plan.UNCHANGED:
-        headers = headers or RunHeaders(cfg)
-        ctype = ctype or type_by_name(cfg, job.key.rsplit("/", 1)[-1])
-        # Without the Content-Type the run's fingerprint is not known: "" equals none.
-        wanted = headers.for_type(ctype).fingerprint if ctype else ""
-        look = plan.look_at_headers(job.journal, job.remote, wanted=wanted, asks=headers.asks,
-                                    storage_class=cfg.storage_class)
-        if look not in (plan.SAME, plan.ASSUMED):
-            return None  # a putter looks (a HEAD) or updates them
-    return job.result(SKIPPED, decision.reason, mtime_ns=job.mtime_ns,
+    return job.result(SKIPPED, verdict.reason, mtime_ns=job.mtime_ns,
                       etag=job.remote.etag if job.remote else "")
 
 
@@ -165,6 +155,7 @@ class WalkerBase:
         self.prefix = normalize_prefix(cfg.prefix)
         self.seq = 0
         self.headers = RunHeaders(cfg)
+        self.rules = Rules.of(cfg)
 
     def _next_seq(self) -> int:
         self.seq += 1
@@ -181,7 +172,7 @@ class WalkerBase:
     def remote_of(self, key: str, index: Optional["ListingIndex"]) -> Remote:
         """What the job of KEY carries about the store: nothing to know (stupid), the
         listing's answer, or UNLISTED (a putter asks)."""
-        if not plan.needs_remote(self.cfg.put):
+        if not needs_remote(self.cfg.put):
             return None
         return index.lookup(key) if index is not None else UNLISTED
 
@@ -219,7 +210,7 @@ class Walker(WalkerBase):
 
     def listing_for_tree(self) -> Optional[ListingIndex]:
         """The index of the destination prefix, made once per run (sources share it)."""
-        if not (plan.needs_remote(self.cfg.put) and self.can_list and self.store is not None):
+        if not (needs_remote(self.cfg.put) and self.can_list and self.store is not None):
             return None
         if self.index is None:
             listing = self.store.list_objects(self.prefix + "/" if self.prefix else "",
@@ -251,4 +242,4 @@ class Walker(WalkerBase):
             return
         job = Job(self._next_seq(), entry.display, key, entry.source, entry.size,
                   entry.mtime_ns, self.remote_of(key, listing), self.journal_lookup(key))
-        yield skip_early(self.cfg, job, self.headers) or job
+        yield skip_early(self.rules, job, self.headers) or job
