@@ -23,7 +23,7 @@ from typing import Dict, Iterable, Union
 from .config import make_config
 from .errors import FatalError
 from .options import values_from_keywords
-from .run.lifecycle import execute
+from .run import execute
 
 PathLike = Union[str, "os.PathLike[str]"]
 

@@ -20,7 +20,7 @@ from .config import make_config
 from .errors import S3pputError, UsageError
 from .filters import EXCLUDE, INCLUDE, Rule
 from .options import COUNT, FLAG, GROUPS, LIST, OPTIONS, RULE, VALUE, defaults, help_of
-from .run.lifecycle import execute
+from .run import execute
 
 EXIT_OK, EXIT_FAILED, EXIT_FATAL, EXIT_INTERRUPTED = 0, 1, 2, 130
 

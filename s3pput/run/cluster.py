@@ -8,7 +8,7 @@ machines for one tree (on a mount they share), or many processes of one large ma
        └──(Walked, walk-time Results)──> stat_queue <──┘──> statter
 
 Only the putters move. The walker and the statter stay processes of the machine s3pput
-was started on, as in a local run (``lifecycle``): one walk, one numbering, one decision
+was started on, as in a local run (one ``lifecycle``): one walk, one numbering, one decision
 per file, one owner of output, journal and mapping log. In place of the putter processes
 the **dispatcher** (``Dispatcher``, in the main process) takes the walker's batches and
 submits each as a Dask task, with at most ``window`` batches in flight (backpressure: a
@@ -16,10 +16,7 @@ huge tree never piles up in the scheduler), and forwards each task's results to 
 statter as it finishes.
 
 On a **worker**, every task of the run goes to one ``Putter`` of that worker process
-(``WorkerRun``, made by the run's first task there): the same job threads, ``Transfer``,
-store client, limit of requests in flight and memory budget as a local putter process
-(``putter.make_transfer``), so the same decisions, headers, thumbnails, ETags and fast
-path; its threads and connections outlive each task.
+(``tasks``: what a worker runs).
 
 Faults. A worker that dies has its tasks run again elsewhere by Dask (puts are
 idempotent); whatever the reruns, each batch's results are forwarded once, so each file is
@@ -37,249 +34,79 @@ later are not checked.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import multiprocessing
 import os
 import queue
-import shutil
 import signal
 import socket
-import stat
-import threading
 import time
 import uuid
 from asyncio import CancelledError
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 from .. import __version__
 from ..config import Config
-from ..errors import ConfigError, FatalError, S3pputError
-from ..jobs import FAILED, STOP, Fatal, Finish, Job, Note, Result, Results
-from .lifecycle import STOP_GRACE_SECONDS, Core, Interrupt, PutQueues, finish
+from ..errors import ConfigError
+from ..jobs import FAILED, STOP, Fatal, Job, Note, Result, Results
+from .lifecycle import Core, Ending, signals_blocked
+from .tasks import check_worker, forget_run, run_batch, source_fingerprint, stop_run
 
 CONNECT_SECONDS = 10.0  # for a scheduler to answer
 CHECK_SECONDS = 120.0  # for every worker to answer the check before the run
 LOCAL_THREADS_PER_WORKER = 4  # local:N: batches a worker process holds at once
 BATCHES_PER_THREAD = 2  # batches in flight per worker thread: one running, one ready
-POLL_SECONDS = 0.01  # how long the dispatcher sleeps when nothing happened
-TASK_POLL_SECONDS = 0.2  # how often a task waiting for its jobs looks at the run
+POLL_SECONDS = 0.01  # how often the dispatcher sleeps when nothing happened
 
 
-# -- on a worker ---------------------------------------------------------------------------
+class DaskPutters:
+    """``Putters`` on a Dask cluster: the dispatcher in this process, tasks on the workers.
 
-class _Task:
-    """The results of one task's jobs, as the worker's putter delivers them."""
+    The walker and the statter start by spawn, not fork: a Dask client runs an event loop
+    on a thread of this process (a LocalCluster its scheduler and nannies too, and a
+    caller's client was there before we were), and a child forked while other threads run
+    inherits their locks in whatever state they were in. Spawned children start clean;
+    a local run still forks, before any thread exists."""
 
-    def __init__(self, jobs: Tuple[Job, ...]):
-        self.left = {job.seq for job in jobs}
-        self.results: List[Result] = []
-        self.done = threading.Event()
-        if not self.left:
-            self.done.set()
+    start_method = "spawn"
+    queue_count = 1  # the dispatcher is its one reader
 
-    def add(self, result: Result) -> None:
-        if result.seq in self.left:
-            self.left.discard(result.seq)
-            self.results.append(result)
-            if not self.left:
-                self.done.set()
+    def __init__(self, client, cfg: Config, cwd: str, threads: int):
+        self.client = client
+        self.cfg = cfg
+        self.cwd = cwd
+        self.threads = threads
+        self.dispatcher: Optional[Dispatcher] = None
 
+    def start(self, core: Core) -> None:
+        self.dispatcher = Dispatcher(self.client, self.cfg, self.cwd,
+                                     core.put_queues.queues[0], core.stat_queue.put,
+                                     core.stop, BATCHES_PER_THREAD * self.threads)
+        core.stat_queue.put(Note("info", f"putters: the Dask cluster at {self.cfg.cluster}, "
+                                 f"{len(self.client.nthreads())} workers, "
+                                 f"{self.threads} threads"))
 
-class WorkerRun:
-    """What one worker process keeps for one run: a ``Putter`` on a thread of its own,
-    fed with the batches of the run's tasks on this worker, over the process's one
-    ``Transfer`` (one store client; made here, on the run's first task, never shipped)."""
+    def serve(self, core: Core) -> Ending:
+        return Ending(lost=self.dispatcher.run(core))
 
-    def __init__(self, cfg: Config):
-        from .putter import Putter, make_transfer
+    def cancel(self, core: Core) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.cancel()
 
-        self.stop = threading.Event()
-        self.transfer, max_threads = make_transfer(cfg, self.stop)
-        self.batches: "queue.Queue" = queue.Queue()
-        self.tasks: Dict[int, _Task] = {}  # seq -> the task waiting for that job
-        self.lock = threading.Lock()
-        self.fatal = ""
-        self.putter = Putter(self.transfer, self._deliver, self.stop, max_threads,
-                             on_fatal=self._on_fatal)
-        self.ended = threading.Event()
-        threading.Thread(target=self._serve, daemon=True, name="s3pput-putter").start()
-
-    def _serve(self) -> None:
-        try:
-            self.putter.serve(lambda timeout: self.batches.get(timeout=timeout),
-                            STOP_GRACE_SECONDS - 1)
-        finally:
-            self.ended.set()
-
-    def _on_fatal(self, text: str) -> None:
-        self.fatal = self.fatal or text
-
-    def _deliver(self, results: Results) -> None:
-        with self.lock:
-            for result in results.results:
-                task = self.tasks.pop(result.seq, None)
-                if task is not None:
-                    task.add(result)
-
-    def put_batch(self, jobs: Tuple[Job, ...]) -> Tuple[Tuple[Result, ...], str]:
-        """Run JOBS on the putter; return their results once all are in (or, if the run
-        stopped, those that are), and the fatal error that stopped it ("" if none)."""
-        task = _Task(jobs)
-        with self.lock:
-            for job in jobs:
-                self.tasks[job.seq] = task
-        self.batches.put(jobs)
-        while not task.done.wait(TASK_POLL_SECONDS):
-            if self.ended.is_set():
-                break  # stopped: the jobs not done get no result (the statter says so)
-        with self.lock:
-            for job in jobs:
-                self.tasks.pop(job.seq, None)
-        return tuple(task.results), self.fatal
-
-    def close(self) -> None:
-        self.stop.set()
-        self.batches.put(STOP)
-        if self.transfer.parts is not None:
-            self.transfer.parts.shutdown(wait=False)
-
-
-_RUNS: Dict[str, WorkerRun] = {}
-_STOPPED: set = set()  # runs stopped on this worker (a late task must not start one again)
-_RUNS_LOCK = threading.Lock()
-
-
-def _worker_run(run_id: str, cfg: Config) -> WorkerRun:
-    with _RUNS_LOCK:
-        run = _RUNS.get(run_id)
-        if run is None:
-            run = _RUNS[run_id] = WorkerRun(cfg)
-            if run_id in _STOPPED:
-                run.stop.set()
-        return run
-
-
-def run_batch(run_id: str, cfg: Config, cwd: str, jobs: Tuple[Job, ...]
-              ) -> Tuple[Tuple[Result, ...], str]:
-    """The Dask task: run JOBS on this worker; return (their results, a fatal error or
-    ""). Relative SOURCE paths are the user's: they are taken from CWD, the working
-    directory of the main process (every worker sees the same paths)."""
-    return _worker_run(run_id, cfg).put_batch(tuple(_located(job, cwd) for job in jobs))
-
-
-def _located(job: Job, cwd: str) -> Job:
-    if job.source.kind in ("file", "tar") and not os.path.isabs(job.source.path):
-        return job._replace(source=job.source._replace(
-            path=os.path.join(cwd, job.source.path)))
-    return job
-
-
-def stop_run(run_id: str) -> None:
-    """Run on every worker (``Client.run``) when the run stops: no job starts any more."""
-    with _RUNS_LOCK:
-        _STOPPED.add(run_id)
-        run = _RUNS.get(run_id)
-    if run is not None:
-        run.stop.set()
-
-
-def forget_run(run_id: str) -> None:
-    """Run on every worker at the end: let go of the run's putter, threads and client."""
-    with _RUNS_LOCK:
-        run = _RUNS.pop(run_id, None)
-        _STOPPED.discard(run_id)
-    if run is not None:
-        run.close()
-
-
-def source_fingerprint(path: str) -> str:
-    """What a process sees at PATH, in words: enough to tell the same SOURCE from a
-    missing one, an empty mount point or another tree at the same path."""
-    try:
-        info = os.stat(path)
-        if not stat.S_ISDIR(info.st_mode):
-            return f"a file of {info.st_size:,} bytes"
-        names = sorted(os.listdir(path))
-    except OSError as err:
-        return f"nothing readable ({err.strerror or err})"
-    digest = hashlib.sha1("\0".join(names).encode("utf-8", "surrogateescape")).hexdigest()
-    return f"a directory of {len(names):,} entries (names {digest[:10]})"
-
-
-def check_worker(cfg: Config, cwd: str, expected: Tuple[Tuple[str, str], ...],
-                 version: str) -> Tuple[str, str]:
-    """The check a worker passes before the run: (its host name, what is wrong or "")."""
-    host = socket.gethostname()
-    if version != __version__:
-        return host, (f"runs s3pput {__version__}, this machine {version}: install the "
-                      "same version everywhere")
-    for source, seen_here in expected:
-        seen_there = source_fingerprint(os.path.join(cwd, source))
-        if seen_there != seen_here:
-            return host, (f"does not see SOURCE {source!r} as this machine does (here "
-                          f"{seen_here}, there {seen_there}): every worker must see the "
-                          "same files at the same path, e.g. the same network mount")
-    from ..store import make_store
-
-    try:
-        if cfg.content_type == "magic":
-            from ..checks import check_content_type
-
-            check_content_type(cfg.content_type)
-        store = make_store(cfg, pool_size=1)
-        try:
-            store.check_bucket()
-        finally:
-            store.close()
-    except S3pputError as err:
-        return host, f"cannot run the uploads: {err}"
-    return host, ""
-
-
-# -- in the main process -------------------------------------------------------------------
-
-def results_once(batch: Tuple[Job, ...], results) -> Tuple[Result, ...]:
-    """Of RESULTS, at most one per job of BATCH, and none for a job not in it: whatever a
-    worker (or a rerun) sent, the statter counts each file once."""
-    expected = {job.seq for job in batch}
-    once = []
-    for result in results:
-        if result.seq in expected:
-            expected.discard(result.seq)
-            once.append(result)
-    return tuple(once)
-
-
-def run(cfg: Config, client=None) -> Dict:
-    """Run the pipeline with the putters on the cluster of ``cfg.cluster`` (or on CLIENT's,
-    a ``distributed.Client`` the caller has); return the summary."""
-    from .lifecycle import preflight
-
-    access = preflight(cfg)
-    cwd = os.getcwd()
-    with _connected(cfg, client) as connected:
-        threads = _check_workers(connected, cfg, cwd)
-        return _run(cfg, connected, access, cwd, threads)
+    def close(self, core: Core) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.forget()
 
 
 @contextlib.contextmanager
-def _signals_blocked(*signals: int) -> Iterator[None]:
-    """Block SIGNALS in this thread while child processes start. Children inherit the
-    blocked mask across spawn, so a Ctrl+C that the terminal sends the whole process group
-    never interrupts them (half-way through their imports, or a Dask worker in a task):
-    the main process coordinates the stop. Here a blocked signal only waits: the handler
-    gets it as soon as the block ends."""
-    from multiprocessing import resource_tracker
-
-    # Started on first need, the tracker unblocks SIGINT and SIGTERM in the thread that
-    # starts it (after blocking them for its own sake): start it first.
-    resource_tracker.ensure_running()
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+def connected_putters(cfg: Config, client=None) -> Iterator[DaskPutters]:
+    """The putters of the cluster of ``cfg.cluster`` (or of CLIENT's, a
+    ``distributed.Client`` the caller has), its workers checked (see the module's
+    docstring); the cluster and client made here are closed at the end."""
+    cwd = os.getcwd()
+    with _connected(cfg, client) as connected:
+        threads = _check_workers(connected, cfg, cwd)
+        yield DaskPutters(connected, cfg, cwd, threads)
 
 
 @contextlib.contextmanager
@@ -299,7 +126,7 @@ def _connected(cfg: Config, client=None) -> Iterator[object]:
             try:
                 # The threads of the cluster's event loop are made here and inherit the
                 # block: the worker processes they start (and restart) ignore Ctrl+C.
-                with _signals_blocked(signal.SIGINT):
+                with signals_blocked(multiprocessing.get_context("spawn"), signal.SIGINT):
                     cluster = made.enter_context(LocalCluster(
                         n_workers=int(address[len("local:"):]), processes=True,
                         threads_per_worker=LOCAL_THREADS_PER_WORKER, host="127.0.0.1",
@@ -385,49 +212,17 @@ def _check_workers(client, cfg: Config, cwd: str) -> int:
     return sum(nthreads.values())
 
 
-def _run(cfg: Config, client, access, cwd: str, threads: int) -> Dict:
-    # The walker and the statter start by spawn, not fork: a Dask client runs an event
-    # loop on a thread of this process (a LocalCluster its scheduler and nannies too, and
-    # a caller's client was there before we were), and a child forked while other threads
-    # run inherits their locks in whatever state they were in. Spawned children start
-    # clean, for about 0.3 s of imports each; a local run (pipeline) still forks, before
-    # any thread exists.
-    ctx = multiprocessing.get_context("spawn")
-    put_queues = PutQueues(ctx, 1)  # the dispatcher is its one reader
-    core = Core.make(ctx, cfg, access, put_queues, None)
-    stat_queue, stop, reply_recv, spool_dir = \
-        core.stat_queue, core.stop, core.reply_recv, core.spool_dir
-    statter, walker = core.statter, core.walker
-    dispatcher = Dispatcher(client, cfg, cwd, put_queues.queues[0], stat_queue.put, stop,
-                            BATCHES_PER_THREAD * threads)
-    interrupted, lost = False, ""
-    try:
-        with Interrupt(stop) as interrupt:
-            with _signals_blocked(signal.SIGINT, signal.SIGTERM):
-                statter.start()
-                walker.start()
-            stat_queue.put(Note("info", f"putters: the Dask cluster at {cfg.cluster}, "
-                                f"{len(client.nthreads())} workers, {threads} threads"))
-            lost = dispatcher.run(walker, statter)
-            interrupted = interrupt.count > 0
-    except KeyboardInterrupt:
-        interrupted = True
-        stop.set()
-        dispatcher.cancel()
-    finally:
-        if not statter.is_alive():
-            walker.kill()  # nobody would read what it has to say
-        walker.join(STOP_GRACE_SECONDS)
-        if walker.is_alive():
-            walker.kill()
-            walker.join()
-        shutil.rmtree(spool_dir, ignore_errors=True)
-        dispatcher.forget()
-    walker_code = walker.exitcode if walker.exitcode else None
-    summary = finish(statter, stat_queue, reply_recv,
-                     Finish(interrupted, (), walker_code, lost))
-    summary["interrupted"] = interrupted
-    return summary
+def results_once(batch: Tuple[Job, ...], results) -> Tuple[Result, ...]:
+    """Of RESULTS, at most one per job of BATCH, and none for a job not in it: whatever a
+    worker (or a rerun) sent, the statter counts each file once."""
+    expected = {job.seq for job in batch}
+    once = []
+    for result in results:
+        if result.seq in expected:
+            expected.discard(result.seq)
+            once.append(result)
+    return tuple(once)
+
 
 
 class Dispatcher:
@@ -450,10 +245,11 @@ class Dispatcher:
         self.done = as_completed(loop=client.loop)  # the client need not be the default
         self.submitted = 0
 
-    def run(self, walker, statter) -> str:
+    def run(self, core: Core) -> str:
         """Dispatch until the walk is over and every batch has come back, or the run stops;
         return "", or why the files without a result were lost (the scheduler went away).
         Raises ``FatalError`` if the statter dies."""
+        walker = core.walker
         walk_over = False
         while True:
             if self.stop.is_set():
@@ -461,10 +257,9 @@ class Dispatcher:
                 return ""
             if self.client.status != "running":
                 return self._lost()
-            if not statter.is_alive():
+            if not core.statter.is_alive():
                 self.cancel()
-                raise FatalError(f"the statter process died (exit code {statter.exitcode});"
-                                 " the outcome is unknown")
+                core.check_statter()
             busy = False
             while not walk_over and len(self.in_flight) < self.window:
                 try:

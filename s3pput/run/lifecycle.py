@@ -1,17 +1,19 @@
-"""The processes of a run: how they start, talk and stop (the roles live elsewhere).
+"""The lifecycle of a run: check, start, watch, stop, reconcile. One for every run, whoever
+puts (the roles live elsewhere).
 
 ::
 
-    walker ──(batches of Job)──> PutQueues (one bounded queue per putter) ──> putter x N
-       │                                                                       │
-       └──(Walked notes, walk-time Results, WalkerDone)──> stat_queue <──(Results)┘──> statter
+    walker ──(batches of Job)──> put queues ──> putters (processes here, or Dask workers)
+       │                                              │
+       └──(Walked notes, walk-time Results, WalkerDone)──> stat_queue <──(Results)──> statter
 
 * The **walker** (``walker``/``imagemode`` for the walk, ``feed`` for its loop) announces
   every job to the statter before queueing it, and decides what metadata alone decides.
-* Each **putter** (``putter``) owns one store client, made inside the process.
+* The **putters** do the uploads: ``local.LocalPutters`` (processes of this machine, each
+  with its own store client) or ``cluster.DaskPutters`` (tasks on a Dask cluster). Both
+  are ``Putters``: ``start``, ``serve`` (until the walk is over and every job is back),
+  ``cancel`` (on Ctrl+C) and ``close``.
 * The **statter** (``statter``) owns all counters and all output.
-* With ``--cluster`` the putters are Dask tasks instead (``cluster``: the same walker and
-  statter, a dispatcher in the main process in place of the putter processes).
 * The main process only starts, watches and stops: on Ctrl+C/SIGTERM it sets ``stop``;
   workers ignore those signals and wind down themselves (in-flight uploads finish or are
   abandoned unrecorded within a few seconds); a worker that dies is noticed, the others
@@ -22,10 +24,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
-import multiprocessing.connection
-import os
 import queue
 import shutil
 import signal
@@ -33,14 +34,12 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, Iterator, NamedTuple, Optional, Protocol, Tuple
 
 from ..config import Config
 from ..decide import needs_remote
 from ..errors import FatalError
-from ..jobs import STOP, Fatal, Finish, Note
-from ..keys import normalize_prefix
-from ..overlap import hold_run_lock
+from ..jobs import STOP, Finish, Note
 from ..store import Access
 
 STOP_GRACE_SECONDS = 4.0  # after a stop, workers have this long before they are killed
@@ -48,28 +47,62 @@ STAT_QUEUE_MESSAGES = 512
 PUT_QUEUE_BATCHES = 2  # batches waiting per putter
 
 
-def _linux_process_setup(role: str) -> None:
-    """Linux: get SIGKILL if the main process dies, so no orphan is ever left behind; and
-    name the process after its role (``ps``, ``top`` and ``/proc/PID/comm`` show
-    ``s3pput-walker``, ``s3pput-putter``, ``s3pput-statter``)."""
+class Ending(NamedTuple):
+    """How the putters ended, for the statter's reconciliation."""
+
+    dead: Tuple[int, ...] = ()  # exit codes of putter processes that died
+    walker_code: Optional[int] = None  # the walker's exit code if it died
+    lost: str = ""  # why jobs without a result were lost, when known (a lost scheduler)
+
+
+class Putters(Protocol):
+    """Who puts: ``local.LocalPutters`` or ``cluster.DaskPutters``."""
+
+    start_method: str  # how the run's processes start: "fork" or "spawn"
+    queue_count: int  # the put queues the walker feeds
+
+    def start(self, core: "Core") -> None:
+        """Start putting (the walker and the statter run already)."""
+
+    def serve(self, core: "Core") -> Ending:
+        """Watch until the walk is over and every queued job is back, or the run stops."""
+
+    def cancel(self, core: "Core") -> None:
+        """The run is interrupted: stop the uploads under way as soon as possible."""
+
+    def close(self, core: "Core") -> None:
+        """Every putter has ended or is made to."""
+
+
+def run(cfg: Config, access: Access, putters: Putters) -> Dict:
+    """Run the walker, PUTTERS and the statter to the end; return the summary."""
+    ctx = multiprocessing.get_context(putters.start_method)
+    core = Core(ctx, cfg, access, putters.queue_count)
+    interrupted, ending = False, Ending()
     try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        libc.prctl(15, f"s3pput-{role}".encode()[:15])  # PR_SET_NAME
-    except (OSError, AttributeError):
-        pass
+        with Interrupt(core.stop) as interrupt:
+            core.start()
+            putters.start(core)
+            ending = putters.serve(core)
+            interrupted = interrupt.count > 0
+    except KeyboardInterrupt:
+        interrupted = True
+        core.stop.set()
+        putters.cancel(core)
+    finally:
+        putters.close(core)
+        walker_code = core.close()
+    if ending.walker_code is None and walker_code is not None:
+        ending = ending._replace(walker_code=walker_code)
+    summary = core.finish(Finish(interrupted, ending.dead, ending.walker_code, ending.lost))
+    summary["interrupted"] = interrupted
+    return summary
 
 
-def _worker_setup(role: str) -> None:
-    # The main process coordinates shutdown; workers must not die half-way through a
-    # request because the terminal sent the whole process group a Ctrl+C.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _linux_process_setup(role)
-
+# -- what every run has ----------------------------------------------------------------------
 
 class PutQueues:
-    """One bounded queue per putter, and which putters are alive.
+    """One bounded queue per putter, and which putters take jobs.
 
     Not one shared queue: a ``multiprocessing.Queue``'s read lock is held by whichever
     reader waits on it, and a putter killed while holding it would block every other
@@ -122,11 +155,95 @@ class PutQueues:
                 q.cancel_join_thread()
 
 
-# -- the processes -------------------------------------------------------------------------
+class Core:
+    """What every run has, whoever puts: the statter and walker processes, the queue to
+    the statter, the put queues, the stop event, the statter's reply, a spool directory,
+    and the shared ``--limit`` budget."""
 
-def walker_process(cfg: Config, access, spool_dir: str, put_queues: PutQueues,
+    def __init__(self, ctx, cfg: Config, access: Access, queue_count: int):
+        self.ctx = ctx
+        self.cfg = cfg
+        # Bounded too: if the statter falls behind, workers wait instead of buffering
+        # without limit (a million results must not pile up in memory).
+        self.stat_queue = ctx.Queue(maxsize=STAT_QUEUE_MESSAGES)
+        self.put_queues = PutQueues(ctx, queue_count)
+        self.stop = ctx.Event()
+        self.slots = ctx.Value("q", cfg.limit) if cfg.limit is not None else None
+        self.reply_recv, reply_send = ctx.Pipe(duplex=False)
+        self.spool_dir = tempfile.mkdtemp(prefix="s3pput-")
+        self.statter = ctx.Process(target=statter_process, name="s3pput-statter",
+                                   args=(cfg, self.stat_queue, reply_send))
+        self.walker = ctx.Process(target=walker_process, name="s3pput-walker",
+                                  args=(cfg, access, self.spool_dir, self.put_queues,
+                                        self.stat_queue, self.stop, self.slots))
+
+    def start(self) -> None:
+        with signals_blocked(self.ctx, signal.SIGINT, signal.SIGTERM):
+            self.statter.start()
+            self.walker.start()
+
+    def check_statter(self, *others) -> None:
+        """Without the statter nobody can count or report: stop everything."""
+        if not self.statter.is_alive():
+            for process in (self.walker, *others):
+                if process.is_alive():
+                    process.kill()
+            raise FatalError(f"the statter process died (exit code {self.statter.exitcode});"
+                             " the outcome is unknown")
+
+    def close(self) -> Optional[int]:
+        """Wait for the walker (kill it after the grace period), remove the spool; return
+        the walker's exit code if it died."""
+        if not self.statter.is_alive():
+            self.walker.kill()  # nobody would read what it has to say
+        self.walker.join(STOP_GRACE_SECONDS)
+        if self.walker.is_alive():
+            self.walker.kill()
+            self.walker.join()
+        shutil.rmtree(self.spool_dir, ignore_errors=True)
+        return self.walker.exitcode or None
+
+    def finish(self, message: Finish) -> Dict:
+        """Every worker has exited: send the statter MESSAGE and return its summary."""
+        self.stat_queue.put(message)
+        summary = None
+        while self.statter.is_alive() or self.reply_recv.poll():
+            if self.reply_recv.poll(0.2):
+                summary = self.reply_recv.recv()
+                break
+        self.statter.join(5)
+        if self.statter.is_alive():
+            self.statter.kill()
+        if summary is None:
+            raise FatalError("the statter process did not report; the outcome is unknown")
+        return summary
+
+
+# -- the processes ---------------------------------------------------------------------------
+
+def linux_process_setup(role: str) -> None:
+    """Linux: get SIGKILL if the main process dies, so no orphan is ever left behind; and
+    name the process after its role (``ps``, ``top`` and ``/proc/PID/comm`` show
+    ``s3pput-walker``, ``s3pput-putter``, ``s3pput-statter``)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        libc.prctl(15, f"s3pput-{role}".encode()[:15])  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
+def worker_setup(role: str) -> None:
+    # The main process coordinates shutdown; workers must not die half-way through a
+    # request because the terminal sent the whole process group a Ctrl+C.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    linux_process_setup(role)
+
+
+def walker_process(cfg: Config, access: Access, spool_dir: str, put_queues: PutQueues,
                    stat_queue, stop, slots_value) -> None:
-    _worker_setup("walker")
+    worker_setup("walker")
     from ..journal import Journal
     from ..store import make_store
     from .feed import Feeder
@@ -152,31 +269,8 @@ def walker_process(cfg: Config, access, spool_dir: str, put_queues: PutQueues,
     put_queues.abandon()
 
 
-def putter_process(cfg: Config, index: int, put_queues: PutQueues, stat_queue, stop,
-                   slots_value, rate_state) -> None:
-    _worker_setup("putter")
-    from .putter import Putter, make_transfer
-
-    put_queue = put_queues.queues[index]
-    transfer, max_threads = make_transfer(cfg, stop, slots_value, rate_state)
-    putter = Putter(transfer, stat_queue.put, stop, max_threads,
-                    on_fatal=lambda text: stat_queue.put(Fatal(text)))
-    putter.serve(lambda timeout: put_queue.get(timeout=timeout), STOP_GRACE_SECONDS - 1)
-    controller = transfer.limiter.controller
-    stat_queue.put(Note("debug", f"putter {index}: requests in flight: limit "
-                        f"{controller.limit} at the end, {controller.peak} at most, halved "
-                        f"{controller.halvings} times for throttling"))
-    stat_queue.close()
-    stat_queue.join_thread()
-    if stop.is_set():
-        put_queue.cancel_join_thread()
-    # Threads still in a request after the grace period are abandoned: their jobs have no
-    # result and are reported as not finished; os._exit does not wait for them.
-    os._exit(0)
-
-
 def statter_process(cfg: Config, stat_queue, reply) -> None:
-    _worker_setup("statter")
+    worker_setup("statter")
     from .statter import Statter
 
     # Paths that are not valid UTF-8 (surrogate-escaped) must print, not kill the statter.
@@ -186,7 +280,7 @@ def statter_process(cfg: Config, stat_queue, reply) -> None:
     reply.close()
 
 
-# -- main ----------------------------------------------------------------------------------
+# -- signals ---------------------------------------------------------------------------------
 
 class Interrupt:
     """Turns SIGINT/SIGTERM into a stop request (a second one kills at once)."""
@@ -214,187 +308,21 @@ class Interrupt:
             signal.signal(sig, handler)
 
 
-def preflight(cfg: Config) -> Access:
-    """Check endpoint, bucket and credentials once, up front (``Store.check_bucket``):
-    with the first page of the listing the walker will need, if it needs one.
+@contextlib.contextmanager
+def signals_blocked(ctx, *signals: int) -> Iterator[None]:
+    """Block SIGNALS in this thread while child processes start. Children inherit the
+    blocked mask, so a Ctrl+C that the terminal sends the whole process group never
+    interrupts them half-way through their start (a spawned child's imports, a Dask
+    worker in a task): the main process coordinates the stop. Here a blocked signal only
+    waits: the handler gets it as soon as the block ends."""
+    if ctx.get_start_method() == "spawn":
+        from multiprocessing import resource_tracker
 
-    Raises ``ConfigError`` with one message for the user when the run cannot work.
-    """
-    from ..store import make_store
-
-    store = make_store(cfg, pool_size=2)
+        # Started on first need, the tracker unblocks SIGINT and SIGTERM in the thread
+        # that starts it (after blocking them for its own sake): start it first.
+        resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     try:
-        return store.check_bucket(listing_prefix(cfg))
+        yield
     finally:
-        store.close()
-
-
-def listing_prefix(cfg: Config) -> Optional[str]:
-    """The prefix the plain walker lists (once per run), or None if it lists nothing:
-    image mode lists per folder; ``stupid`` needs nothing; files and archives get HEADs."""
-    if cfg.images or not needs_remote(cfg.put) or \
-            not any(os.path.isdir(source) for source in cfg.sources):
-        return None
-    prefix = normalize_prefix(cfg.prefix)
-    return prefix + "/" if prefix else ""
-
-
-def execute(cfg: Config, client=None) -> Dict:
-    """Run the validated configuration CFG; return the summary (``Stats.as_dict``). The
-    one engine of the command line and of ``put``: the processes of this machine, or with
-    ``cfg.cluster`` the putters on a Dask cluster (CLIENT: one the caller has)."""
-    if not cfg.verify_ssl:
-        print("s3pput: warning: TLS certificates are not verified (--no-verify-ssl)",
-              file=sys.stderr)
-        import urllib3
-
-        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-    # One run at a time per bucket and prefix on this machine: a second one exits 2 naming
-    # the first one's pid.
-    run_lock = hold_run_lock(cfg)
-    try:
-        if cfg.cluster is None:
-            return run(cfg)
-        # Only here is Dask imported: a run without --cluster never loads it.
-        from .cluster import run as run_on_cluster
-
-        return run_on_cluster(cfg, client)
-    finally:
-        run_lock.release()
-
-
-def run(cfg: Config) -> Dict:
-    """Run the whole pipeline on this machine; return the final summary (see
-    ``Stats.as_dict``)."""
-    access = preflight(cfg)
-    # Fork, unless this process runs other threads already (put() called by a program
-    # with threads of its own): a child forked then inherits their locks in whatever
-    # state they were in. Such a caller's workers start by spawn: slower, and safe.
-    ctx = multiprocessing.get_context("fork" if threading.active_count() == 1 else "spawn")
-    put_queues = PutQueues(ctx, cfg.processes)
-    rate_state = ctx.Value("d", 0.0) if cfg.max_rate else None
-    slots = ctx.Value("q", cfg.limit) if cfg.limit is not None else None
-    core = Core.make(ctx, cfg, access, put_queues, slots)
-    stat_queue, stop, reply_recv, spool_dir = \
-        core.stat_queue, core.stop, core.reply_recv, core.spool_dir
-    statter, walker = core.statter, core.walker
-    putters = [ctx.Process(target=putter_process, name=f"s3pput-putter-{n}",
-                           args=(cfg, n, put_queues, stat_queue, stop, slots, rate_state))
-               for n in range(cfg.processes)]
-    workers = [walker, *putters]
-    interrupted = False
-    try:
-        with Interrupt(stop) as interrupt:
-            statter.start()
-            for process in workers:
-                process.start()
-            dead, walker_code = _watch(walker, putters, put_queues, stop, statter)
-            interrupted = interrupt.count > 0
-    except KeyboardInterrupt:
-        interrupted = True
-        dead, walker_code = [], None
-        for process in workers:
-            if process.is_alive():
-                process.kill()
-    finally:
-        for process in workers:
-            process.join(1.0)
-            if process.is_alive():
-                process.kill()
-                process.join()
-        shutil.rmtree(spool_dir, ignore_errors=True)
-    summary = finish(statter, stat_queue, reply_recv,
-                     Finish(interrupted, tuple(dead), walker_code))
-    summary["interrupted"] = interrupted
-    return summary
-
-
-class Core(NamedTuple):
-    """What every run has, whoever puts: the statter and the walker (not started yet),
-    the queue to the statter, the stop event, the statter's reply, a spool directory."""
-
-    stat_queue: object
-    stop: object
-    reply_recv: object
-    spool_dir: str
-    statter: object
-    walker: object
-
-    @classmethod
-    def make(cls, ctx, cfg: Config, access, put_queues: PutQueues, slots) -> "Core":
-        # Bounded too: if the statter falls behind, workers wait instead of buffering
-        # without limit (a million results must not pile up in memory).
-        stat_queue = ctx.Queue(maxsize=STAT_QUEUE_MESSAGES)
-        stop = ctx.Event()
-        reply_recv, reply_send = ctx.Pipe(duplex=False)
-        spool_dir = tempfile.mkdtemp(prefix="s3pput-")
-        statter = ctx.Process(target=statter_process, name="s3pput-statter",
-                              args=(cfg, stat_queue, reply_send))
-        walker = ctx.Process(target=walker_process, name="s3pput-walker",
-                             args=(cfg, access, spool_dir, put_queues, stat_queue, stop,
-                                   slots))
-        return cls(stat_queue, stop, reply_recv, spool_dir, statter, walker)
-
-
-def finish(statter, stat_queue, reply_recv, message: Finish) -> Dict:
-    """Every worker has exited: send the statter MESSAGE and return its summary."""
-    stat_queue.put(message)
-    summary = None
-    while statter.is_alive() or reply_recv.poll():
-        if reply_recv.poll(0.2):
-            summary = reply_recv.recv()
-            break
-    statter.join(5)
-    if statter.is_alive():
-        statter.kill()
-    if summary is None:
-        raise FatalError("the statter process did not report; the outcome is unknown")
-    return summary
-
-
-def _watch(walker, putters, put_queues: PutQueues, stop, statter):
-    """Wait for every worker to end; enforce the stop grace period; deal with workers
-    that die. Return (exit codes of dead putters, the walker's exit code if it died)."""
-    stop_seen_at = None
-    idle_since = None  # when the last putter ended while the walker still ran
-    dead: List[int] = []
-    walker_code = None
-
-    def note_deaths() -> None:
-        nonlocal walker_code
-        for index, process in enumerate(putters):
-            if process.exitcode not in (None, 0) and put_queues.alive[index]:
-                put_queues.mark_dead(index)
-                dead.append(process.exitcode)
-        if walker.exitcode not in (None, 0) and walker_code is None:
-            # The walker died: nobody else will tell the putters that no more jobs come.
-            walker_code = walker.exitcode
-            put_queues.send_stops(stop)
-
-    while walker.is_alive() or any(p.is_alive() for p in putters):
-        # Woken at once when a process ends (no fixed poll on the way out of a run), and
-        # at least every 50 ms to look at the stop flag.
-        multiprocessing.connection.wait(
-            [p.sentinel for p in (walker, statter, *putters) if p.is_alive()], 0.05)
-        note_deaths()
-        if not statter.is_alive():
-            # Without the statter nobody can count or report: stop everything.
-            for process in (walker, *putters):
-                if process.is_alive():
-                    process.kill()
-            raise FatalError(f"the statter process died (exit code {statter.exitcode}); "
-                             "the outcome is unknown")
-        if walker.is_alive() and not any(p.is_alive() for p in putters):
-            # Nobody is left to take jobs (or the walker hangs flushing to a dead putter):
-            # stop the walker; its announced jobs are reconciled as lost.
-            idle_since = idle_since or time.monotonic()
-            if time.monotonic() - idle_since > 2.0:
-                walker.kill()
-        if stop.is_set():
-            stop_seen_at = stop_seen_at or time.monotonic()
-            if time.monotonic() - stop_seen_at > STOP_GRACE_SECONDS:
-                for process in (walker, *putters):
-                    if process.is_alive():
-                        process.kill()
-    note_deaths()
-    return dead, walker_code
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -1,0 +1,121 @@
+"""The putters as processes of this machine (``--processes N``), forked by the main
+process: each owns one store client, its own limit of requests in flight and its own
+memory budget (``putter.make_transfer``), and reads its own put queue."""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import threading
+import time
+from typing import List, Optional
+
+from ..config import Config
+from ..jobs import Fatal, Note
+from .lifecycle import STOP_GRACE_SECONDS, Core, Ending, PutQueues, signals_blocked, worker_setup
+
+IDLE_WALKER_SECONDS = 2.0  # a walker left without putters is stopped after this long
+
+
+class LocalPutters:
+    """``Putters`` of this machine: ``cfg.processes`` putter processes."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        # Fork, unless this process runs other threads already (put() called by a program
+        # with threads of its own): a child forked then inherits their locks in whatever
+        # state they were in. Such a caller's workers start by spawn: slower, and safe.
+        self.start_method = "fork" if threading.active_count() == 1 else "spawn"
+        self.queue_count = cfg.processes
+        self.processes: List[multiprocessing.Process] = []
+
+    def start(self, core: Core) -> None:
+        rate_state = core.ctx.Value("d", 0.0) if self.cfg.max_rate else None
+        self.processes = [
+            core.ctx.Process(target=putter_process, name=f"s3pput-putter-{n}",
+                             args=(self.cfg, n, core.put_queues, core.stat_queue, core.stop,
+                                   core.slots, rate_state))
+            for n in range(self.cfg.processes)]
+        with signals_blocked(core.ctx, signal.SIGINT, signal.SIGTERM):
+            for process in self.processes:
+                process.start()
+
+    def serve(self, core: Core) -> Ending:
+        """Wait for the walker and every putter to end; enforce the stop grace period; deal
+        with workers that die."""
+        walker, putters, put_queues, stop = core.walker, self.processes, core.put_queues, \
+            core.stop
+        stop_seen_at: Optional[float] = None
+        idle_since: Optional[float] = None  # when the last putter ended while the walker ran
+        dead: List[int] = []
+        walker_code = None
+
+        def note_deaths() -> None:
+            nonlocal walker_code
+            for index, process in enumerate(putters):
+                if process.exitcode not in (None, 0) and put_queues.alive[index]:
+                    put_queues.mark_dead(index)
+                    dead.append(process.exitcode)
+            if walker.exitcode not in (None, 0) and walker_code is None:
+                # The walker died: nobody else will tell the putters that no more jobs come.
+                walker_code = walker.exitcode
+                put_queues.send_stops(stop)
+
+        while walker.is_alive() or any(p.is_alive() for p in putters):
+            # Woken at once when a process ends (no fixed poll on the way out of a run), and
+            # at least every 50 ms to look at the stop flag.
+            multiprocessing.connection.wait(
+                [p.sentinel for p in (walker, core.statter, *putters) if p.is_alive()], 0.05)
+            note_deaths()
+            core.check_statter(*putters)
+            if walker.is_alive() and not any(p.is_alive() for p in putters):
+                # Nobody is left to take jobs (or the walker hangs flushing to a dead
+                # putter): stop the walker; its announced jobs are reconciled as lost.
+                idle_since = idle_since or time.monotonic()
+                if time.monotonic() - idle_since > IDLE_WALKER_SECONDS:
+                    walker.kill()
+            if stop.is_set():
+                stop_seen_at = stop_seen_at or time.monotonic()
+                if time.monotonic() - stop_seen_at > STOP_GRACE_SECONDS:
+                    for process in (walker, *putters):
+                        if process.is_alive():
+                            process.kill()
+        note_deaths()
+        return Ending(tuple(dead), walker_code)
+
+    def cancel(self, core: Core) -> None:
+        for process in (core.walker, *self.processes):
+            if process.is_alive():
+                process.kill()
+
+    def close(self, core: Core) -> None:
+        for process in self.processes:
+            process.join(1.0)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+def putter_process(cfg: Config, index: int, put_queues: PutQueues, stat_queue, stop,
+                   slots_value, rate_state) -> None:
+    worker_setup("putter")
+    from .putter import Putter, make_transfer
+
+    put_queue = put_queues.queues[index]
+    transfer, max_threads = make_transfer(cfg, stop, slots_value, rate_state)
+    putter = Putter(transfer, stat_queue.put, stop, max_threads,
+                    on_fatal=lambda text: stat_queue.put(Fatal(text)))
+    putter.serve(lambda timeout: put_queue.get(timeout=timeout), STOP_GRACE_SECONDS - 1)
+    controller = transfer.limiter.controller
+    stat_queue.put(Note("debug", f"putter {index}: requests in flight: limit "
+                        f"{controller.limit} at the end, {controller.peak} at most, halved "
+                        f"{controller.halvings} times for throttling"))
+    stat_queue.close()
+    stat_queue.join_thread()
+    if stop.is_set():
+        put_queue.cancel_join_thread()
+    # Threads still in a request after the grace period are abandoned: their jobs have no
+    # result and are reported as not finished; os._exit does not wait for them.
+    os._exit(0)
