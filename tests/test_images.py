@@ -132,7 +132,7 @@ def test_normalize_format_accepts_output_formats_in_any_case(name, expected):
 
 @pytest.mark.parametrize("name", ["gif", "tiff", "", "jpeg2000", " jpeg"])
 def test_normalize_format_rejects_others(name):
-    with pytest.raises(ValueError, match="jpeg, png or webp"):
+    with pytest.raises(ValueError, match="jpeg, png, webp, avif"):
         normalize_format(name)
 
 
@@ -225,10 +225,10 @@ def test_several_specs_come_from_one_decode(monkeypatch):
         opened.append(args)
         return real_open(*args, **kwargs)
 
-    monkeypatch.setattr(images.Image, "open", counting_open)
+    monkeypatch.setattr(Image, "open", counting_open)
     source = encode(stripes((1800, 600), [RED, GREEN, BLUE]), "JPEG", quality=95)
     specs = [BOX, ThumbnailSpec("square", 100, 100), ThumbnailSpec("wide", 64, 16)]
-    thumbs = make_thumbnails(source, specs)
+    thumbs = images.make_thumbnails(source, specs)
     assert len(opened) == 1
     assert [(t.name, t.width, t.height) for t in thumbs] == [
         ("thumbnail", 200, 300), ("square", 100, 100), ("wide", 64, 16)]
@@ -615,7 +615,7 @@ def test_jpeg_quality_is_applied():
 
 def test_bad_arguments_are_value_errors_not_image_errors():
     source = _sample("PNG")
-    with pytest.raises(ValueError, match="jpeg, png or webp"):
+    with pytest.raises(ValueError, match="jpeg, png, webp, avif"):
         make_thumbnails(source, [BOX], fmt="gif")
     with pytest.raises(ValueError, match="quality"):
         make_thumbnails(source, [BOX], quality=0)
