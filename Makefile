@@ -36,7 +36,7 @@ $(VENV)/.bench-installed: $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	@touch $@
 
-# loopback (10-15 minutes on 2 cores), then the WAN runs through a latency proxy (about 16)
+# loopback (13-18 minutes on 2 cores), then the WAN runs through a latency proxy (about 35)
 bench: $(VENV)/.bench-installed
 	$(PY) -m bench
 	$(PY) -m bench --wan
@@ -45,7 +45,7 @@ bench: $(VENV)/.bench-installed
 bench-wan: $(VENV)/.bench-installed
 	$(PY) -m bench --wan
 
-# smoke runs (CI): loopback, then the WAN smoke (40 ms, 200 files, s3pput and s5cmd)
+# smoke runs (CI): loopback, then the WAN smoke (40 ms, 200 and 600 files, s3pput and s5cmd)
 bench-quick: $(VENV)/.bench-installed
 	$(PY) -m bench --quick
 	$(PY) -m bench --wan --quick

@@ -1,6 +1,6 @@
-"""The s3pput benchmark harness (issues 5 and 9): s3pput side by side with s5cmd, rclone
-and the AWS CLI on one local SeaweedFS, on loopback and through a latency proxy (the WAN
-runs), every run checked with an independent client.
+"""The s3pput benchmark harness (issues 5, 9, 18 and 19): s3pput side by side with s5cmd,
+rclone and the AWS CLI on one local SeaweedFS, on loopback and through a latency proxy
+(the WAN runs), every run checked with an independent client.
 
 ``make bench`` (``python -m bench``, then ``python -m bench --wan``) or ``make
 bench-quick`` (the same with ``--quick``); ``python -m bench --help`` lists the options.
@@ -16,7 +16,8 @@ One module, one idea:
 * ``verify``        checking a run's result with an independent boto3 client
 * ``naive_images``  the *naive* image reference the issue compares image mode against
 * ``floors``        CPU floors measured in one process: decode-only, s3pput's thumbnailer
-* ``workloads``     small, rerun, photos, large, walk; images (two layouts, WAN)
+* ``workloads``     small, rerun, photos (JPEG, PNG, HEIC, AVIF), large, walk; WAN: images
+                    (two layouts) and many (20,000 small files)
 * ``session``       one run: the server, the tools found, the results' header, a context
                     per endpoint, the loop over workloads
 * ``profile``       a py-spy profile of s3pput's putters on the small workload
@@ -24,6 +25,7 @@ One module, one idea:
 * ``latency``       the latency proxy (a process of its own) and the harness's handle on it
 * ``latency_check`` the proxy's self-check (``python -m bench.latency_check``)
 * ``wan``           the WAN runs: every workload at every round trip
-* ``wan_report``    the WAN tables, issue 9's targets, the chart, ``--publish``
+* ``wan_report``    the WAN tables (figures, spread, client CPU), issues 9's and 19's
+                    targets, the chart, ``--publish``
 * ``sweep``         (separate tool) s3pput --processes/--inflight settings against s5cmd
 """

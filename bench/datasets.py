@@ -15,7 +15,7 @@ import os
 import random
 import shutil
 import time
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
@@ -115,23 +115,86 @@ def photo(seed: int, size: Tuple[int, int]) -> Image.Image:
     return ImageChops.add(picture, noise, 1.0, -128)
 
 
+# Phone photos: how each format is written (the generator's settings, part of the cache
+# key). HEIC as an iPhone saves it: HEVC in 512-pixel grid tiles, a 320-pixel thumbnail
+# item inside the file, EXIF with the camera and a GPS position; quality 50 gives about
+# the bytes per pixel of an iPhone's HEIC; x265's "fast" preset keeps generation at
+# about 1 s of CPU per megapixel. AVIF as Android and Chrome export it: one image, no
+# grid or thumbnail, EXIF; quality 65, libaom speed 8.
+HEIC_SAVE = dict(quality=50, tile_size=512, thumbnails=[320], enc_params={"preset": "fast"})
+AVIF_SAVE = dict(quality=65, speed=8)
+PHOTO_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "HEIC": "HEIC", "AVIF": "avif"}
+
+
+def format_unavailable(fmt: str) -> Optional[str]:
+    """Why photos of FMT cannot be written (and read) here, or None."""
+    if fmt == "HEIC":
+        try:
+            import pillow_heif  # noqa: F401
+        except ImportError:
+            return ("pillow-heif is not installed (pip install pillow-heif; the bench "
+                    "extra has it)")
+    if fmt == "AVIF":
+        from PIL import features
+
+        if not features.check("avif"):
+            return "this Pillow has no AVIF codec (Pillow 11.3+ wheels have it)"
+    return None
+
+
+def _register_heif() -> None:
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+
+
+def phone_exif(n: int, maker: str, model: str) -> bytes:
+    """EXIF as a phone writes it: camera, time, upright orientation, a GPS position."""
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0112] = maker, model, 1  # Make, Model, Orientation
+    exif[0x0131], exif[0x0132] = "bench", f"2024:06:01 12:{n // 60 % 60:02d}:{n % 60:02d}"
+    exif.get_ifd(0x8769)[0x9003] = exif[0x0132]  # DateTimeOriginal
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2] = "N", (52.0, 31.0, round(1 + n % 59 + 0.25, 2))
+    gps[3], gps[4] = "E", (13.0, 24.0, round(1 + n * 7 % 59 + 0.5, 2))
+    return exif.tobytes()
+
+
 def photos(data_dir: str, count: int, fmt: str, size: Tuple[int, int], log=print) -> str:
     """COUNT photo-like images in one directory (every 4th landscape): JPEG at quality 90,
-    or PNG."""
-    extension = {"JPEG": "jpg", "PNG": "png"}[fmt]
+    PNG, or phone-like HEIC (named as an iPhone names them, IMG_0001.HEIC) and AVIF
+    (see HEIC_SAVE, AVIF_SAVE)."""
+    extension = PHOTO_EXTENSIONS[fmt]
+    why_not = format_unavailable(fmt)
+    if why_not:
+        raise RuntimeError(f"cannot make {fmt} photos: {why_not}")
+    if fmt == "HEIC":
+        _register_heif()
 
     def build(root: str) -> None:
         for n in range(count):
             dims = size if n % 4 else (size[1], size[0])
             picture = photo(1000 + n, dims)
-            path = os.path.join(root, f"IMG_{n + 1:05d}.{extension}")
+            path = os.path.join(root, f"IMG_{n + 1:04d}.{extension}" if fmt == "HEIC"
+                                else f"IMG_{n + 1:05d}.{extension}")
             if fmt == "JPEG":
                 picture.save(path, "JPEG", quality=90)
-            else:
+            elif fmt == "PNG":
                 picture.save(path, "PNG")
+            elif fmt == "HEIC":
+                picture.save(path, "HEIF", exif=phone_exif(n, "Apple", "iPhone 15"),
+                             **HEIC_SAVE)
+            else:
+                picture.save(path, "AVIF", exif=phone_exif(n, "Google", "Pixel 8"),
+                             **AVIF_SAVE)
 
+    params = dict(count=count, fmt=fmt, size=list(size), v=1)
+    if fmt == "HEIC":
+        params.update(save=HEIC_SAVE)
+    elif fmt == "AVIF":
+        params.update(save=AVIF_SAVE)
     return cached(data_dir, f"photos-{fmt.lower()}-{count}-{size[0]}x{size[1]}",
-                  dict(count=count, fmt=fmt, size=list(size), v=1), build, log)
+                  json.loads(json.dumps(params)), build, log)
 
 
 def image_tree(data_dir: str, folders: int, per_folder: int, size: Tuple[int, int],

@@ -235,6 +235,8 @@ class Commands:
             for variant in self.variants(name):
                 tag = f" [{variant}]" if variant else ""
                 lines["small" + tag] = self.cold(name, src, bucket, prefix, variant)
+                if wan and "small" not in chosen:  # else the same as small's
+                    lines["many" + tag] = self.cold(name, src, bucket, prefix, variant)
                 lines["rerun" + tag] = self.sync(name, src, bucket, prefix, variant)
             if name in ("s3pput", "s5cmd"):
                 lines["large"] = self.cold(name, src, bucket, prefix)

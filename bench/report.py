@@ -64,11 +64,15 @@ def code_identity(root: str) -> dict:
 
     digest = hashlib.sha256()
     package = os.path.join(root, "s3pput")
-    for name in sorted(os.listdir(package)):
-        if name.endswith(".py"):
-            digest.update(name.encode())
-            with open(os.path.join(package, name), "rb") as handle:
-                digest.update(handle.read())
+    names = []
+    for folder, dirs, files in os.walk(package):  # subpackages too (s3pput/store/...)
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        names += [os.path.relpath(os.path.join(folder, n), package)
+                  for n in files if n.endswith(".py")]
+    for name in sorted(names):
+        digest.update(name.encode())
+        with open(os.path.join(package, name), "rb") as handle:
+            digest.update(handle.read())
     try:
         commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
                                 text=True, timeout=30).stdout.strip()
@@ -101,7 +105,10 @@ def add_ratios(section: dict) -> None:
     """Give every row of SECTION its ratio to the row of the section's baseline tool
     (per variant): ``ratio`` is the median of the per-turn ratios (each run against the
     baseline's run of the same turn, seconds apart, which cancels most of the drift of a
-    machine shared with other work); ``ratio_of_medians`` is the plain one."""
+    machine shared with other work); ``ratio_of_medians`` is the plain one.
+    ``cpu_ratio``: the client's CPU seconds as a multiple of the baseline's (lower is
+    better; the same files, so also per file and per MiB), the median of the per-turn
+    ratios likewise."""
     baseline = section.get("baseline")
     if not baseline:
         return
@@ -121,6 +128,12 @@ def add_ratios(section: dict) -> None:
                  for mine in row["runs"] if mine["run"] in theirs]
         row["ratio"] = round(statistics.median(pairs), 3) if pairs \
             else row["ratio_of_medians"]
+        their_cpu = {r["run"]: r.get("cpu_s") for r in base["runs"]}
+        cpu_pairs = [mine["cpu_s"] / their_cpu[mine["run"]] for mine in row["runs"]
+                     if their_cpu.get(mine["run"]) and mine.get("cpu_s") is not None]
+        if not cpu_pairs and row.get("cpu_s") is not None and base.get("cpu_s"):
+            cpu_pairs = [row["cpu_s"] / base["cpu_s"]]
+        row["cpu_ratio"] = round(statistics.median(cpu_pairs), 3) if cpu_pairs else None
 
 
 def find_row(sections: dict, workload: str, tool: str, variant: str = "") -> Optional[dict]:
@@ -253,8 +266,9 @@ def _table(headers: List[str], rows: List[List[str]]) -> List[str]:
 
 def _status(row: dict) -> str:
     if row["status"] == "ok":
-        return "ok"
-    return f"{row['status']}: {row.get('failure') or ''}"[:160]
+        return "ok" + (f" (spread {row['spread']:.0%})" if row.get("spread") is not None
+                       else "")
+    return " ".join(f"{row['status']}: {row.get('failure') or ''}".split())[:160]
 
 
 def header(document: dict) -> List[str]:
@@ -265,7 +279,7 @@ def header(document: dict) -> List[str]:
            f"Linux {m['kernel']}, Python {m['python']}; server: {document.get('server')}",
            f"s3pput: commit {(document.get('code') or {}).get('commit')}, sources "
            f"{(document.get('code') or {}).get('s3pput_sources_sha256')} (sha256 of "
-           "s3pput/*.py as measured)",
+           "s3pput/**/*.py as measured)",
            f"load average at start {document.get('load_start', '?')}, "
            f"at end {document.get('load_end', '?')} (other work on the machine adds noise)"]
     for name, tool in document["tools"].items():
@@ -311,8 +325,10 @@ def render(document: dict) -> str:
                             _fmt(r.get("server_cpu_s"), 2), _fmt(r.get("ratio"), 2),
                             _status(r)] for r in rows])
             out.append(f"('naive' = bench/naive_images.py, the issue's naive reference: "
-                       f"full decode, ImageOps.fit LANCZOS, JPEG q85, boto3 from "
-                       f"{section.get('naive_workers')} threads)")
+                       f"full decode (HEIC through pillow-heif's Pillow opener), "
+                       f"ImageOps.fit LANCZOS, JPEG q85, boto3 from "
+                       f"{section.get('naive_workers')} threads; 'unsupported': s3pput "
+                       "skipped the set as not images, not counted as a failure)")
             out.append("CPU per image in one process, no upload (bench/floors.py):")
             for fmt, floors in section.get("floors", {}).items():
                 decode = (floors.get("decode") or {}).get("cpu_s_per_image")
@@ -322,8 +338,13 @@ def render(document: dict) -> str:
                     ratio = f" ({per / decode:.2f}x floor)" if per and decode and \
                         what != "decode" else ""
                     label = "decode-only floor" if what == "decode" else what
+                    error = (floors.get(what) or {}).get("error")
+                    if error and not per:
+                        ratio = f" (failed: {error.strip().splitlines()[-1][:150]})"
                     parts.append(f"{label} {_fmt(per * 1000 if per else None, 2)} ms{ratio}")
                 out.append(f"  {fmt}: " + "; ".join(parts))
+            for note in section.get("notes", ()):
+                out.append(f"NOTE: {note}")
         elif workload == "large":
             out += _upload_table(rows, "MB/s")
         elif workload == "walk":

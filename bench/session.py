@@ -113,11 +113,15 @@ class Session:
 
     def run_workloads(self, ctx: Context, workloads: Dict[str, Callable],
                       sections: dict) -> bool:
-        """Run each of the settings' workloads found in WORKLOADS into SECTIONS; True if
-        any failed (an s3pput row FAILED, or the workload could not run)."""
+        """Run each of the settings' workloads found in WORKLOADS into SECTIONS, in the
+        order of WORKLOADS (a workload may use an earlier one's figures: ``many`` those of
+        ``small``); True if any failed (an s3pput row FAILED, or the workload could not
+        run; a row "unsupported", of a photo format image mode does not read yet, is
+        shown but is no failure)."""
         failed = False
-        for workload in ctx.settings.workloads:
-            if workload not in workloads:
+        ctx.sections = sections
+        for workload in workloads:
+            if workload not in ctx.settings.workloads:
                 continue
             log(f"\n[{workload}]")
             began, load = time.monotonic(), load_average()
@@ -131,7 +135,7 @@ class Session:
             sections[workload]["seconds"] = round(time.monotonic() - began, 1)
             sections[workload]["load_start"] = load
             for row in sections[workload]["rows"]:
-                if row["tool"] == "s3pput" and row["status"] != "ok":
+                if row["tool"] == "s3pput" and row["status"] not in ("ok", "unsupported"):
                     failed = True
         return failed
 

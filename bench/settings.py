@@ -13,7 +13,9 @@ ROOT = os.path.dirname(HERE)
 
 TOOLS = ("s3pput", "s5cmd", "rclone", "aws")
 WORKLOADS = ("small", "rerun", "photos", "large", "walk", "profile")
-WAN_WORKLOADS = ("small", "rerun", "large", "images")
+# in the order they run at each round trip (many last: its 20,000-file buckets load the
+# server most, and the others keep the conditions they were measured under before)
+WAN_WORKLOADS = ("small", "rerun", "large", "images", "many")
 
 
 @dataclass
@@ -36,6 +38,13 @@ class Settings:
     photos_jpeg: int = 300
     photos_png: int = 60
     photo_size: Tuple[int, int] = (1024, 1536)
+    # phone photos, HEIC (as iPhones save them: 512-pixel grid tiles, a 320-pixel
+    # thumbnail inside, EXIF) and AVIF, at a quarter of a 12 MP phone's pixels (3 MP, the
+    # same 3:4; a quarter of them landscape): 12 MP would cost 4x the generation (x265
+    # encodes at about 1 s of CPU per MP) and the decoding of every run and floor
+    photos_heic: int = 40
+    photos_avif: int = 40
+    phone_photo_size: Tuple[int, int] = (1512, 2016)
     naive_workers: int = 8  # threads of the naive image reference
     # large: FILES files of MIB MiB each
     large_files: int = 3
@@ -46,6 +55,13 @@ class Settings:
     # how many objects per run get downloaded and MD5-compared with their source
     md5_sample: int = 25
     large_md5_sample: int = 1
+    # many (WAN): MANY_FILES files of SMALL_SIZE bytes in MANY_DIRS directories, cold. A
+    # peer other than s3pput and s5cmd runs it at a round trip only if its small-workload
+    # rate at that round trip predicts a run of at most MANY_PEER_SECONDS (None: always);
+    # otherwise its row says why it was left out
+    many_files: int = 20000
+    many_dirs: int = 200
+    many_peer_seconds: Optional[float] = 60.0
     # tool settings (None: the tool's own default)
     s3pput_processes: Optional[int] = None
     s3pput_inflight: Optional[int] = None
@@ -81,7 +97,8 @@ class Settings:
 QUICK = dict(
     runs=1, walk_runs=1, warmup_runs=0,
     small_files=500, small_dirs=10,
-    photos_jpeg=16, photos_png=6,
+    photos_jpeg=16, photos_png=6, photos_heic=4, photos_avif=4,
+    phone_photo_size=(756, 1008),
     large_files=2, large_mib=32,
     walk_sizes=((5_000, 250), (20_000, 1000)),
     md5_sample=10,
@@ -98,11 +115,12 @@ WAN = dict(
     variants={"s3pput": ("", "--processes 8"), "rclone": ("", "--transfers 64")},
     slow_run_seconds=10.0, run_timeout=300.0,
 )
-# make bench-quick's WAN smoke: one round trip, one small tree, s3pput and s5cmd, once
+# make bench-quick's WAN smoke: one round trip, two small trees (the 20,000-file one at
+# 600 files), s3pput and s5cmd, once
 WAN_QUICK = dict(
-    runs=1, warmup_runs=0, rtts=(40.0,), workloads=("small",), tools=("s3pput", "s5cmd"),
-    small_files=200, small_dirs=4, md5_sample=10, variants={}, proxy_check_mib=32,
-    run_timeout=120.0,
+    runs=1, warmup_runs=0, rtts=(40.0,), workloads=("small", "many"),
+    tools=("s3pput", "s5cmd"), small_files=200, small_dirs=4, many_files=600, many_dirs=12,
+    md5_sample=10, variants={}, proxy_check_mib=32, run_timeout=120.0,
 )
 
 
@@ -122,6 +140,12 @@ def _walk_sizes(text: str) -> Tuple[Tuple[int, int], ...]:
         files, _, dirs = item.partition(":")
         sizes.append((int(files), int(dirs or max(1, int(files) // 1000))))
     return tuple(sizes)
+
+
+def _size(text: str) -> Tuple[int, int]:
+    """``1512x2016`` -> (1512, 2016)."""
+    width, _, height = text.lower().partition("x")
+    return int(width), int(height)
 
 
 def _rtts(text: str) -> Tuple[float, ...]:
@@ -147,9 +171,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 1 run, tiny sizes, no profile (under a minute)")
     p.add_argument("--wan", action="store_true",
-                   help="the WAN runs: the workloads small, rerun, large and images "
-                        "through a latency proxy at each --rtt (with --quick: 40 ms, "
-                        "200 files, s3pput and s5cmd, once)")
+                   help="the WAN runs: the workloads small, rerun, large, images and "
+                        "many through a latency proxy at each --rtt (with --quick: 40 ms, "
+                        "200 and 600 files, s3pput and s5cmd, once)")
     p.add_argument("--rtt", dest="rtts", type=_rtts, metavar="MS,...",
                    help="round trips for --wan, ms (default 0,10,40,100; 0: no proxy)")
     p.add_argument("--s3pput-variants", type=_variants, metavar="FLAGS,...",
@@ -178,8 +202,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--small-files", type=int)
     p.add_argument("--small-dirs", type=int)
     p.add_argument("--small-size", type=int, help="bytes per small file")
+    p.add_argument("--many-files", type=int,
+                   help="--wan: files of the 'many' workload (20000; --quick: 600)")
+    p.add_argument("--many-dirs", type=int, help="--wan: its directories (200)")
+    p.add_argument("--many-peer-seconds", type=float, metavar="S",
+                   help="--wan: rclone and aws run 'many' at a round trip only if their "
+                        "small-workload rate there predicts at most S seconds (60; "
+                        "a negative value: always)")
     p.add_argument("--photos-jpeg", type=int)
     p.add_argument("--photos-png", type=int)
+    p.add_argument("--photos-heic", type=int, help="phone-like HEIC photos (40; 0: none)")
+    p.add_argument("--photos-avif", type=int, help="phone-like AVIF photos (40; 0: none)")
+    p.add_argument("--phone-photo-size", type=_size, metavar="WxH",
+                   help="size of the HEIC and AVIF photos (1512x2016; --quick: 756x1008)")
     p.add_argument("--large-files", type=int)
     p.add_argument("--large-mib", type=int)
     p.add_argument("--walk-sizes", type=_walk_sizes, metavar="FILES:DIRS,...")
@@ -211,6 +246,8 @@ def from_args(argv=None) -> Settings:
         values[name] = value
     if args.s3pput_variants is not None:
         values["variants"] = dict(values.get("variants", {}), s3pput=args.s3pput_variants)
+    if values.get("many_peer_seconds") is not None and values["many_peer_seconds"] < 0:
+        values["many_peer_seconds"] = None
     settings = Settings(**values)
     if settings.runs < 1 or settings.walk_runs < 1 or settings.warmup_runs < 0:
         p.error("--runs and --walk-runs must be at least 1")

@@ -31,11 +31,26 @@ def md5_file(path: str) -> str:
 
 
 def md5_object(client, bucket: str, key: str) -> str:
+    return md5_and_type(client, bucket, key)[0]
+
+
+def md5_and_type(client, bucket: str, key: str) -> Tuple[str, str]:
+    """The MD5 of an object's bytes and its Content-Type, from one GET."""
     digest = hashlib.md5()
-    body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    answer = client.get_object(Bucket=bucket, Key=key)
+    body = answer["Body"]
     for block in iter(lambda: body.read(1 << 20), b""):
         digest.update(block)
-    return digest.hexdigest()
+    return digest.hexdigest(), answer.get("ContentType", "")
+
+
+# The Content-Type an original must be stored with, by its (lower-cased) extension.
+IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
+               ".heic": "image/heic", ".heif": "image/heif", ".avif": "image/avif"}
+
+
+def image_type(name: str) -> Optional[str]:
+    return IMAGE_TYPES.get(os.path.splitext(name)[1].lower())
 
 
 def listing(client, bucket: str, prefix: str) -> Dict[str, int]:
@@ -64,12 +79,17 @@ def _compare_keys(found: Dict[str, int], expected: Dict[str, int]) -> Optional[s
 
 
 def _sample_md5(client, bucket: str, pairs: List[Tuple[str, str]], sample: int,
-                seed: int) -> Optional[str]:
-    """None if every sampled (key, source path) pair has the same MD5 on both sides."""
+                seed: int, content_types: Optional[Dict[str, str]] = None) -> Optional[str]:
+    """None if every sampled (key, source path) pair has the same MD5 on both sides (and
+    the Content-Type CONTENT_TYPES gives for the key, where it gives one)."""
     chosen = random.Random(seed).sample(pairs, min(sample, len(pairs)))
     for key, path in chosen:
-        if md5_object(client, bucket, key) != md5_file(path):
+        md5, stored_type = md5_and_type(client, bucket, key)
+        if md5 != md5_file(path):
             return f"MD5 of {key} differs from {path}"
+        wanted = (content_types or {}).get(key)
+        if wanted and stored_type.split(";")[0].strip().lower() != wanted:
+            return f"{key} is stored as Content-Type {stored_type!r}, not {wanted!r}"
     return None
 
 
@@ -97,10 +117,11 @@ def check_images(client, bucket: str, prefix: str, source: str,
                  originals: Dict[str, str], thumbnails: Iterable[str],
                  box: Tuple[int, int], *, sample: int, seed: int) -> Check:
     """Image mode's result: ORIGINALS maps each original's key to its source file (a
-    path relative to SOURCE; byte-for-byte copies, sampled by MD5); each of THUMBNAILS
-    exists, and a sample of them decodes to a picture of exactly BOX pixels. Nothing else
-    in any original/ and thumbnail/ folder under PREFIX (other objects, such as the
-    manifests, are left alone)."""
+    path relative to SOURCE; byte-for-byte copies, sampled by MD5, with the Content-Type
+    of the key's extension: image/jpeg, image/png, image/heic, image/heif, image/avif);
+    each of THUMBNAILS exists, and a sample of them decodes to a picture of exactly BOX
+    pixels. Nothing else in any original/ and thumbnail/ folder under PREFIX (other
+    objects, such as the manifests, are left alone)."""
     thumbnails = list(thumbnails)
     try:
         found = {k: v for k, v in listing(client, bucket, prefix + "/").items()
@@ -108,9 +129,10 @@ def check_images(client, bucket: str, prefix: str, source: str,
         expected = {key: os.path.getsize(os.path.join(source, name))
                     for key, name in originals.items()}
         expected.update({key: -1 for key in thumbnails})
+        types = {key: image_type(key) for key in originals if image_type(key)}
         problem = _compare_keys(found, expected) or _sample_md5(
             client, bucket, [(key, os.path.join(source, name))
-                             for key, name in originals.items()], sample, seed)
+                             for key, name in originals.items()], sample, seed, types)
         if not problem:
             rng = random.Random(seed + 1)
             for key in rng.sample(thumbnails, min(sample, len(thumbnails))):
@@ -125,7 +147,8 @@ def check_images(client, bucket: str, prefix: str, source: str,
     if problem:
         return Check(False, problem, len(found))
     return Check(True, f"{len(originals)} originals + {len(thumbnails)} thumbnails, "
-                       f"{min(sample, len(originals))} MD5s and thumbnail sizes match",
+                       f"{min(sample, len(originals))} MD5s, Content-Types and thumbnail "
+                       "sizes match",
                  len(found))
 
 

@@ -3,9 +3,11 @@
 One local SeaweedFS, one latency proxy process in front of it (``bench/latency.py``),
 its round trip set for each RTT of ``--rtt`` in turn; at RTT 0 the tools talk to the
 server directly. At each RTT the workloads (small cold, unchanged rerun, one large file,
-image mode's two layouts) run as on loopback: every contender a fresh bucket per run,
-taking turns, every run checked, and a run that did not go through the proxy FAILED.
-Checks and request counters always go to the server directly.
+image mode's two layouts, and 20,000 small files cold) run as on loopback: every
+contender a fresh bucket per run, taking turns, every run checked, and a run that did
+not go through the proxy FAILED. Checks and request counters always go to the server
+directly. Every run's client CPU (its process tree, getrusage(RUSAGE_CHILDREN)) is kept
+and reported per file and per MiB, with the spread of the runs of each row.
 
 Before the first RTT: the proxy's self-check (``bench/latency_check.py``), so that the
 report shows the proxy is not the bottleneck, and one direct warm-up upload per tool.
