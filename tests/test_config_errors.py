@@ -341,12 +341,10 @@ def test_s3pput_verbose_adds_the_traceback_of_a_fatal_error(cli, src_tree, refus
 
 def test_main_says_an_unexpected_error_in_one_line_and_exits_1(tmp_path, monkeypatch,
                                                                capsys):
-    import s3pput.run.lifecycle
-
     def broken_run(cfg):
         raise RuntimeError("something nobody foresaw\nover two lines")
 
-    monkeypatch.setattr(s3pput.run.lifecycle, "run", broken_run)
+    monkeypatch.setattr(s3pput_cli, "execute", broken_run)
     monkeypatch.chdir(tmp_path)
     code = s3pput_cli.main(["--bucket", "bkt", "--no-state", str(tmp_path)])
     assert code == 1

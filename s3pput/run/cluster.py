@@ -96,6 +96,11 @@ class DaskPutters:
     def close(self, core: Core) -> None:
         if self.dispatcher is not None:
             self.dispatcher.forget()
+            # The dispatcher sits in reference cycles with Dask's loop: let go of the run's
+            # queues here, so that they are freed (their semaphores unlinked) with the run,
+            # not left to the resource tracker at exit.
+            self.dispatcher.put_queue = self.dispatcher.tell = None
+            self.dispatcher = None
 
 
 @contextlib.contextmanager
