@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-stress unit bench bench-quick clean
+.PHONY: setup demo test test-stress unit lint bench bench-quick clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,9 @@ test-stress: $(STAMP)
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests -m "not server"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check s3pput tests bench devtools
 
 $(VENV)/.bench-installed: $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
