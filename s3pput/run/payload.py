@@ -157,7 +157,9 @@ class Payload:
         the file system's clock, unseen by size and mtime (git's "racy" rule). The journal
         then keeps the row, but the next run compares the content instead of trusting
         size and mtime (and records the real mtime once it is settled)."""
-        if self.stat0 is None:
+        if self.stat0 is None or self.job.source.kind == "spool":
+            # An archive member's own mtime: a spool file is this run's copy of it, written
+            # just now, and would make every large member of a compressed archive "racy".
             return self.job.mtime_ns
         if time.time_ns() - self.stat0.st_mtime_ns < RACY_NS:
             return RACY
