@@ -30,6 +30,8 @@ class S3pputError(Exception):
         self.op = op
         self.path = path
         self.key = key
+        self.code = ""  # the store's error code, when the store answered one
+        self.status = 0  # the HTTP status it answered with
 
     def __str__(self) -> str:
         where = " ".join(part for part in (self.op, self.path and f"{self.path!s}",
@@ -66,7 +68,26 @@ class PreconditionFailed(FileError):
 
 
 class TransientError(FileError):
-    """A failure that may go away when retried (timeouts, resets, 500/503)."""
+    """A failure that may go away when retried (timeouts, resets, 500/503, a body damaged
+    on the way, an answer the store garbled). ``kind`` names it for the retry counters
+    (``-vv``); ``throttle`` says the store asked to slow down (503 SlowDown, 429)."""
+
+    def __init__(self, message: str, *, kind: str = "", throttle: bool = False, **where):
+        super().__init__(message, **where)
+        self.kind = kind or "transient"
+        self.throttle = throttle
+
+
+class CredentialsExpired(S3pputError):
+    """The store refused the credentials as expired (ExpiredToken, TokenRefreshRequired)
+    while the credential provider thought them fresh: the request is retried once with
+    freshly fetched credentials, and only when those are refused too is the run stopped."""
+
+
+class ListingBroken(FileError):
+    """The store's listing cannot be followed to its end (a continuation token it gave
+    before, a truncated page without a token, pages that add no key): it is stopped, and
+    what it did not cover is asked for key by key."""
 
 
 class ConnectionFailure(TransientError):
@@ -76,6 +97,7 @@ class ConnectionFailure(TransientError):
     (``Connection refused``), both for messages."""
 
     def __init__(self, message: str, *, endpoint: str = "", reason: str = "", **where):
+        where.setdefault("kind", "connection")
         super().__init__(message, **where)
         self.endpoint = endpoint
         self.reason = reason or message

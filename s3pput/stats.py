@@ -34,6 +34,7 @@ class Stats:
         self.skip_reasons: Counter = Counter()
         self.failures: List[Dict[str, str]] = []
         self.walk_complete = True
+        self.walk_error: Optional[str] = None  # why the walk stopped before its end
         self.walk_finished = False  # the walker has said it is done
         self.interrupted = False
         self.fatal: Optional[str] = None
@@ -45,6 +46,13 @@ class Stats:
 
     def seconds(self) -> float:
         return time.monotonic() - self.started
+
+    def walk_stopped(self, why: str) -> None:
+        """The walk ended early (WHY: "after N files: what went wrong"): an error of the
+        run (exit 1), said in the summary line and in ``walk_error``."""
+        self.walk_complete = False
+        self.walk_error = f"walk stopped {why}; files after that were not looked at"
+        self.errors.append(self.walk_error)
 
     def files_per_second(self) -> float:
         return self.uploaded / max(self.seconds(), 1e-9)
@@ -82,6 +90,7 @@ class Stats:
             "skipped_reasons": dict(self.skip_reasons),
             "failures": self.failures,
             "walk_complete": self.walk_complete,
+            "walk_error": self.walk_error,
             "interrupted": self.interrupted,
             "fatal": self.fatal,
             "errors": self.errors,
@@ -107,6 +116,8 @@ def human_summary(summary: Dict) -> str:
     if reasons:
         text += " (skipped: " + ", ".join(f"{count:,} {reason}" for reason, count
                                           in sorted(reasons.items())) + ")"
+    if summary.get("walk_error"):
+        text += "; " + summary["walk_error"]
     if summary.get("interrupted"):
         text += "; interrupted"
     return text

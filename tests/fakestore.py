@@ -139,12 +139,12 @@ class FakeStore:
 
     def put_multipart(self, key: str, parts: Iterable[bytes], params: dict, *,
                       before_complete=lambda md5s: None, path: str = "", submit=None,
-                      window: int = 1, if_none_match: bool = False) -> str:
+                      if_none_match: bool = False) -> str:
         self._call("create_multipart", key)
         run = submit or run_now
         futures = []
         for data in parts:
-            futures.append(run(lambda data=data: self._part(key, data)))
+            futures.append(run(lambda data=bytes(data): self._part(key, data)))
         bodies = [future.result() for future in futures]
         md5s = [hashlib.md5(body).digest() for body in bodies]
         try:

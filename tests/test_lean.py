@@ -1,5 +1,6 @@
-"""The fast path for single-part PUTs: signed like botocore signs, stored like boto3
-stores, and a clean "no" (None) whenever it is not sure."""
+"""The lean path: signed like botocore signs, stored like boto3 stores, every refusal of
+the store the typed error it means, and ``Unsupported`` (before anything is sent) for a
+request it cannot say, which then goes to boto3."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import botocore.config
 import botocore.credentials
 import pytest
 from configs import from_keywords
-from conftest import body_of, make_s3_client
+from conftest import ACCESS_KEY, SECRET_KEY, body_of, make_s3_client
 
-from s3pput.store.lean import FastPut, Signer
+from s3pput.errors import ConfigError, FileError, S3pputError, TransientError
+from s3pput.store.lean import Credentials, LeanPath, Route, Signer, Unsupported
 
 CREDENTIALS = botocore.credentials.ReadOnlyCredentials("AKIDEXAMPLE", "secret/example", None)
 
@@ -46,10 +48,18 @@ def test_signature_is_the_one_botocore_computes(path, extra):
     assert ours["authorization"] == request.headers["Authorization"]
 
 
+def lean_path(client, bucket: str, access_key=ACCESS_KEY, secret_key=SECRET_KEY) -> LeanPath:
+    """The lean path beside CLIENT, as the store makes it: its route from a URL the client
+    presigns; the credentials given."""
+    url = client.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "K"})
+    credentials = Credentials(access_key, secret_key)
+    return LeanPath(Route.from_url(url, client.meta.region_name), lambda: credentials, 10,
+                    True, bucket)
+
+
 @pytest.fixture
 def fast(s3server, bucket):
-    client = make_s3_client(s3server.endpoint)
-    return FastPut.of_client(client, bucket, timeout=10, verify_ssl=True)
+    return lean_path(make_s3_client(s3server.endpoint), bucket)
 
 
 @pytest.mark.parametrize("key", ["plain.txt", "dir/with space/#hash+plus?q%pct",
@@ -60,7 +70,7 @@ def test_put_stores_the_bytes_under_the_key(fast, s3, bucket, key):
     etag = fast.put(key, data, md5, {"ContentType": "text/plain",
                                      "CacheControl": "max-age=60",
                                      "Metadata": {"owner": "me"}})
-    assert etag == md5.hex()  # not None: the fast path itself stored it
+    assert etag == md5.hex()
     assert body_of(s3, bucket, key) == data
     head = s3.head_object(Bucket=bucket, Key=key)
     assert head["ContentType"] == "text/plain"
@@ -71,8 +81,9 @@ def test_put_stores_the_bytes_under_the_key(fast, s3, bucket, key):
 def test_many_puts_reuse_one_connection(fast, s3, bucket):
     for n in range(20):
         data = b"x" * n
-        assert fast.put(f"many/{n}", data, hashlib.md5(data).digest(), {}) is not None
+        assert fast.put(f"many/{n}", data, hashlib.md5(data).digest(), {})
     assert len(s3.list_objects_v2(Bucket=bucket, Prefix="many/")["Contents"]) == 20
+    assert fast.local.conn is not None  # still open, for the next request
 
 
 def test_parts_of_a_multipart_upload_go_up_on_the_lean_path(fast, s3, bucket):
@@ -95,31 +106,35 @@ def test_parts_of_a_multipart_upload_go_up_on_the_lean_path(fast, s3, bucket):
     assert s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"') == f"{whole}-2"
 
 
-def test_a_wrong_md5_is_refused_and_answered_none(fast, s3, bucket):
-    assert fast.put("bad-md5", b"data", hashlib.md5(b"other").digest(), {}) is None
+def test_a_wrong_md5_is_refused_as_damage_in_transit_and_nothing_is_stored(fast, s3, bucket):
+    with pytest.raises(TransientError) as refused:
+        fast.put("bad-md5", b"data", hashlib.md5(b"other").digest(), {})
+    assert refused.value.kind == "damaged in transit" and refused.value.code == "BadDigest"
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="bad-md5")
 
 
-def test_what_it_cannot_say_goes_to_boto3(fast):
+def test_what_it_cannot_say_is_unsupported_and_nothing_is_sent(fast, s3, bucket):
     data = b"d"
     md5 = hashlib.md5(data).digest()
-    assert fast.put("k", data, md5, {"Expires": "Wed, 21 Oct 2026 07:28:00 GMT"}) is None
-    assert fast.put("k", data, md5, {"ContentDisposition": "attachment;  x"}) is None
-    assert fast.put("k", data, md5, {"Metadata": {"who": "\u00e9"}}) is None
+    for params in ({"Expires": "Wed, 21 Oct 2026 07:28:00 GMT"},
+                   {"ContentDisposition": "attachment;  x"}, {"Metadata": {"who": "\u00e9"}}):
+        with pytest.raises(Unsupported):
+            fast.put("k", data, md5, params)
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="k")
 
 
-def test_an_error_answer_is_none_and_the_connection_is_still_usable(s3server, s3, bucket):
+def test_an_error_answer_is_typed_and_the_connection_is_still_usable(s3server, s3, bucket):
     client = make_s3_client(s3server.endpoint)
-    missing = FastPut.of_client(client, "no-such-bucket-here", timeout=10, verify_ssl=True)
-    assert missing.put("k", b"d", hashlib.md5(b"d").digest(), {}) is None
-    right = FastPut.of_client(client, bucket, timeout=10, verify_ssl=True)
-    assert right.put("k", b"d", hashlib.md5(b"d").digest(), {}) is not None
+    with pytest.raises(S3pputError) as refused:  # SeaweedFS: AccessDenied; AWS: NoSuchBucket
+        lean_path(client, "no-such-bucket-here").put("k", b"d", hashlib.md5(b"d").digest(), {})
+    assert refused.value.status in (403, 404)
+    assert lean_path(client, bucket).put("k", b"d", hashlib.md5(b"d").digest(), {})
 
 
-def test_wrong_credentials_are_answered_none(authserver):
+def test_wrong_credentials_are_fatal(authserver):
     client = make_s3_client(authserver.endpoint, "AK", "wrong-secret")
-    assert FastPut.of_client(client, "auth-bucket", 10, True).put(
-        "k", b"d", hashlib.md5(b"d").digest(), {}) is None
+    with pytest.raises(ConfigError, match="bad credentials"):
+        lean_path(client, "auth-bucket", "AK", "wrong-secret").put("k", b"d", hashlib.md5(b"d").digest(), {})
 
 
 ODD_KEYS = ["plain.txt", "a b/c d.txt", "x+y=z&w.txt", "pct%41.txt", "q?#.txt",
@@ -136,9 +151,8 @@ def test_listing_pages_are_what_boto3_lists(fast, s3, bucket):
     # page by page, 3 keys a page, following the continuation tokens
     got, token, pages = {}, "", 0
     while True:
-        page = fast.list_page("", token, max_keys=3)
-        assert page is not None  # the fast path itself answered
-        items, token = page
+        items, token, truncated, _ = fast.list_page("", token, max_keys=3)
+        assert truncated == bool(token)
         pages += 1
         got.update((key, (size, etag, storage_class))
                    for key, size, etag, storage_class in items)
@@ -147,15 +161,41 @@ def test_listing_pages_are_what_boto3_lists(fast, s3, bucket):
     assert got == expected and len(got) == len(ODD_KEYS) + 7
     assert pages >= 5
     # a prefix and a delimiter: only the direct objects of dir/
-    items, token = fast.list_page("dir/", delimiter="/")
-    assert [item[0] for item in items] == [] and token == ""
-    items, _ = fast.list_page("many/", delimiter="/")
-    assert sorted(item[0] for item in items) == [f"many/{n:02d}" for n in range(7)]
+    page = fast.list_page("dir/", delimiter="/")
+    assert page.items == [] and page.token == "" and not page.truncated
+    page = fast.list_page("many/", delimiter="/")
+    assert sorted(item[0] for item in page.items) == [f"many/{n:02d}" for n in range(7)]
 
 
-def test_listing_of_a_missing_bucket_is_none(s3server):
+def test_listing_of_a_missing_bucket_is_fatal(s3server):
     client = make_s3_client(s3server.endpoint)
-    assert FastPut.of_client(client, "no-such-bucket-here", 10, True).list_page("") is None
+    with pytest.raises(ConfigError, match="does not exist"):
+        lean_path(client, "no-such-bucket-here").list_page("")
+
+
+def test_head_get_delete_and_a_multipart_upload_on_the_lean_path(fast, s3, bucket):
+    assert fast.head("absent") is None and fast.get("absent") is None
+    fast.delete("absent")  # no error
+    upload = fast.create_multipart("big", {"ContentType": "application/x-big"})
+    chunks = [os.urandom(5 * 1024 * 1024), b"end"]
+    parts = []
+    for number, data in enumerate(chunks, 1):
+        md5 = hashlib.md5(data).digest()
+        parts.append((number, fast.put("big", data, md5, {}, {"partNumber": str(number),
+                                                              "uploadId": upload})))
+    etag = fast.complete_multipart("big", upload, parts)
+    assert etag == s3.head_object(Bucket=bucket, Key="big")["ETag"].strip('"')
+    assert etag.endswith("-2") and body_of(s3, bucket, "big") == b"".join(chunks)
+    found = fast.head("big")
+    assert (found.size, found.etag) == (len(b"".join(chunks)), etag)
+    assert found.headers["content-type"] == "application/x-big"
+    assert fast.get("big") == (b"".join(chunks), etag)
+    aborted = fast.create_multipart("never", {})
+    fast.abort_multipart("never", aborted)
+    fast.delete("big")
+    assert fast.head("big") is None
+    with pytest.raises(FileError):
+        fast.complete_multipart("never", aborted, [(1, '"0"')])
 
 
 # -- starting lean, without a client --------------------------------------------------------
@@ -173,7 +213,7 @@ def test_lean_route_is_the_route_botocore_presigns(endpoint, bucket, region):
     route, _ = lean_start(cfg, {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
     client = boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b").client(
         "s3", endpoint_url=endpoint, region_name=region)
-    assert route == FastPut.of_client(client, bucket, 10, True).route
+    assert route == lean_path(client, bucket).route
 
 
 @pytest.mark.parametrize("environ, spaces, profile, expected", [
@@ -235,5 +275,5 @@ def test_a_lean_store_puts_and_lists_without_ever_making_a_client(s3server, s3, 
     assert store.put("lean.txt", b"lean", {"ContentType": "text/plain"}) == \
         hashlib.md5(b"lean").hexdigest()
     assert [o.key for o in store.list_objects("")] == ["lean.txt"]
-    assert store._client is None  # botocore never needed
+    assert store.clients._client is None  # botocore never needed
     assert body_of(s3, bucket, "lean.txt") == b"lean"

@@ -367,10 +367,12 @@ def test_dry_run_plans_the_update_and_writes_nothing(tmp_path):
     store = FakeStore()
     path = write(tmp_path / "a.txt", b"hello")
     entry, listed = put_first(tmp_path, store, path, "a.txt")
-    dry = DryRunStore(lambda: None, "bucket")
+    cfg = config(tmp_path, dry_run=True, header=["Cache-Control: x"])
+    dry = make_store(cfg)
+    assert isinstance(dry, DryRunStore)
     dry.head = store.head  # it reads like the real store
-    result = Transfer(config(tmp_path, dry_run=True, header=["Cache-Control: x"]), dry,
-                      UploadSlots()).process(job_for(path, "a.txt", remote=listed, journal=entry))
+    result = Transfer(cfg, dry, UploadSlots()).process(
+        job_for(path, "a.txt", remote=listed, journal=entry))
     assert (result.outcome, result.etag) == (UPDATED, listed.etag)
     assert "CacheControl" not in store.objects["a.txt"].params
 

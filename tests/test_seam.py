@@ -263,6 +263,23 @@ def test_multipart_of_a_file_that_changes_while_read_is_aborted(tmp_path):
     assert store.aborted == ["big.bin"] and "big.bin" not in store.objects
 
 
+def test_a_file_that_would_need_more_than_10000_parts_gets_larger_parts_up_front(
+        tmp_path, monkeypatch):
+    from s3pput.store import multipart
+
+    assert multipart.part_size_for(80 * 1024 * MiB, 8 * MiB) == 9 * MiB
+    assert multipart.part_size_for(10 * MiB, 8 * MiB) == 8 * MiB
+    monkeypatch.setattr(multipart, "MULTIPART_RESERVED", 4)  # as if 5 MiB+1 were 78 GiB
+    data = os.urandom(5 * MiB + 1)
+    path = write(tmp_path / "big.bin", data)
+    store = FakeStore()
+    cfg = config(tmp_path, multipart_threshold=1, internal=dict(part_size=MiB))
+    result = Transfer(cfg, store, UploadSlots()).process(job_for(path, "big.bin"))
+    assert result.outcome == UPLOADED, result.reason
+    assert store.objects["big.bin"].parts == 3  # 2 MiB parts, chosen before the first
+    assert result.etag == digest_bytes(data, 2 * MiB).etag(multipart=True)
+
+
 # -- Transfer: errors -----------------------------------------------------------------------
 
 def test_a_file_error_fails_that_file_and_a_fatal_error_stops_the_run(tmp_path):

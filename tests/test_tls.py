@@ -15,6 +15,7 @@ asks the fast lane itself to put an object over TLS with the run's trust setting
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import ipaddress
@@ -33,8 +34,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from devtools.locals3 import LocalS3
-from s3pput.store import Store, make_client, tls_verify
-from s3pput.store.lean import FastPut
+from s3pput.errors import ConfigError
+from s3pput.store import make_store, tls_verify
+from s3pput.store.lean import LeanPath
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
                    "all_proxy")
@@ -264,12 +266,13 @@ def test_fast_lane_puts_over_tls_with_the_runs_trust(tls_server, tls_bucket, pki
     cfg = run_config(tls_server, tmp_path, *argv)
     verify = tls_verify(cfg)
     assert verify == (str(pki["ca"]) if trust == "CA" else False)
-    store = Store(lambda: make_client(cfg), tls_bucket, fast=True, timeout=10,
-                  verify_ssl=verify)
-    data = b"over TLS, by the fast lane"
+    store = make_store(dataclasses.replace(cfg, bucket=tls_bucket))
+    data = b"over TLS, by the lean path"
     md5 = hashlib.md5(data).digest()
-    assert store.fast_lane.put("fast.txt", data, md5, {}) == md5.hex()
+    assert store.lean.put("fast.txt", data, md5, {}) == md5.hex()
     assert body_of(tls_server.client(), tls_bucket, "fast.txt") == data
-    # and the check discriminates: with the default bundle the fast lane says no
-    assert FastPut.of_client(store.client, tls_bucket, 10, True).put("no.txt", data, md5, {}) is None
+    # and the check discriminates: with the default bundle the lean path cannot connect
+    untrusting = LeanPath(store.lean.route, store.lean.credentials, 10, True, tls_bucket)
+    with pytest.raises(ConfigError, match="is not trusted"):
+        untrusting.put("no.txt", data, md5, {})
     assert "no.txt" not in keys_of(tls_server.client(), tls_bucket)

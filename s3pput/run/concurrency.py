@@ -26,6 +26,7 @@ import statistics
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Callable, Deque, Iterator, List, Optional
 
@@ -185,3 +186,19 @@ class RateLimiter:
             self.shared.value = at + self.interval
         if at > now:
             time.sleep(at - now)
+
+
+class PartWindow:
+    """At most WINDOW parts of one multipart upload in flight: ``submit`` waits for a free
+    place before it hands the part's request to SUBMIT (so that the parts read ahead, and
+    the memory they hold, are bounded too)."""
+
+    def __init__(self, submit: Callable[[Callable], Future], window: int):
+        self._submit = submit
+        self.places = threading.BoundedSemaphore(max(1, window))
+
+    def submit(self, operation: Callable) -> Future:
+        self.places.acquire()
+        future = self._submit(operation)
+        future.add_done_callback(lambda _: self.places.release())
+        return future

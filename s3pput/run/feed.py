@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable, List
 
-from ..errors import FatalError
+from ..errors import FatalError, S3pputError
 from ..jobs import CUT_LIMIT, CUT_STOP, Fatal, Job, Result, Results, Walked, WalkerDone
 
 BATCH_JOBS = 64  # jobs per put_queue message (fewer, larger messages cost less CPU)
@@ -81,8 +81,10 @@ class Feeder:
             self.tell(Fatal(str(err)))
             self.stop.set()
             cut = CUT_STOP
+        except S3pputError as err:  # a listing that failed: the run ends with what it has
+            cut = str(err)
         except Exception as err:  # noqa: BLE001 - report, then the run ends with what it has
-            cut = f"walking stopped: {type(err).__name__}: {err}"
+            cut = f"{type(err).__name__}: {err}"
         if (self.batch or self.known) and not self.stop.is_set():
             self.flush()
         done = WalkerDone(walked, cut)

@@ -34,10 +34,10 @@ from typing import Deque, Dict, Iterator, List, Optional, Set, Tuple
 
 from ..config import Config
 from ..decide import NOT_AN_IMAGE, needs_remote
-from ..errors import FileError, PreconditionFailed
+from ..errors import FileError, ListingBroken, PreconditionFailed
 from ..headers import content_type_of
 from ..images import SNIFF_BYTES, sniff_image
-from ..jobs import FAILED, SKIPPED, Job, RemoteObject, Result
+from ..jobs import FAILED, SKIPPED, UNLISTED, Job, Remote, RemoteObject, Result
 from ..keys import ORIGINAL_FOLDER, check_key, image_keys, join_key
 from ..overlap import WriteGuard
 from ..sources import Entry, walk_directories
@@ -270,10 +270,18 @@ class ImageWalker(WalkerBase):
 
 
 class FolderListing:
-    """The objects of one folder, answering ``lookup(key)`` as a ``ListingIndex`` does."""
+    """The objects of one folder, answering ``lookup(key)`` as a ``ListingIndex`` does
+    (``UNLISTED`` for what a listing the store broke did not cover)."""
 
     def __init__(self, items):
-        self.items: Dict[str, RemoteObject] = {item.key: item for item in items}
+        self.items: Dict[str, RemoteObject] = {}
+        self.broken = ""
+        try:
+            for item in items:
+                self.items[item.key] = item
+        except ListingBroken as err:
+            self.broken = err.message
 
-    def lookup(self, key: str) -> Optional[RemoteObject]:
-        return self.items.get(key)
+    def lookup(self, key: str) -> Remote:
+        found = self.items.get(key)
+        return UNLISTED if found is None and self.broken else found

@@ -15,6 +15,7 @@ from typing import List, Optional
 from ..config import Config
 from ..jobs import Fatal, Note
 from .lifecycle import STOP_GRACE_SECONDS, Core, Ending, PutQueues, signals_blocked, worker_setup
+from .putter import putter_report
 
 IDLE_WALKER_SECONDS = 2.0  # a walker left without putters is stopped after this long
 
@@ -108,10 +109,7 @@ def putter_process(cfg: Config, index: int, put_queues: PutQueues, stat_queue, s
     putter = Putter(transfer, stat_queue.put, stop, max_threads,
                     on_fatal=lambda text: stat_queue.put(Fatal(text)))
     putter.serve(lambda timeout: put_queue.get(timeout=timeout), STOP_GRACE_SECONDS - 1)
-    controller = transfer.limiter.controller
-    stat_queue.put(Note("debug", f"putter {index}: requests in flight: limit "
-                        f"{controller.limit} at the end, {controller.peak} at most, halved "
-                        f"{controller.halvings} times for throttling"))
+    stat_queue.put(Note("debug", f"putter {index}: {putter_report(transfer)}"))
     stat_queue.close()
     stat_queue.join_thread()
     if stop.is_set():

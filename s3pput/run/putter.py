@@ -175,3 +175,14 @@ def _drain(local: "queue.Queue") -> None:
             local.get_nowait()
     except queue.Empty:
         pass
+
+
+def putter_report(transfer: Transfer) -> str:
+    """What a putter says at ``-vv`` when it ends: its requests in flight, and the retries
+    its requests needed, by kind (``throttled``, ``damaged in transit``, ...)."""
+    controller = transfer.limiter.controller
+    retried = transfer.store.retry.retried if hasattr(transfer.store, "retry") else {}
+    retries = ", ".join(f"{count} {kind}" for kind, count in sorted(retried.items())) \
+        or "none"
+    return (f"requests in flight: limit {controller.limit} at the end, {controller.peak} at "
+            f"most, halved {controller.halvings} times for throttling; retries: {retries}")

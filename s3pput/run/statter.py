@@ -269,7 +269,7 @@ class Statter:
             stats.walk_complete = not message.cut
             stats.walk_finished = True
             if message.cut not in ("", CUT_LIMIT, CUT_STOP):
-                stats.errors.append(message.cut)
+                stats.walk_stopped(f"after {message.walked:,} files: {message.cut}")
         self.progress.update(stats)
 
     def finish(self, finish: Finish) -> Dict:
@@ -285,9 +285,8 @@ class Statter:
         if finish.lost:
             stats.errors.append(finish.lost)
         if finish.walker_code is not None:
-            stats.errors.append(f"the walker process died (exit code {finish.walker_code}); "
-                                "the walk is incomplete")
-            stats.walk_complete = False
+            stats.walk_stopped(f"after {stats.walked:,} files: the walker process died (exit "
+                               f"code {finish.walker_code})")
         for error in stats.errors:
             log.error(error)
         if self.outstanding:

@@ -49,7 +49,8 @@ from ..headers import RunHeaders, thumbnail_params, type_by_name
 from ..jobs import FAILED, SKIPPED, UPDATED, UPLOADED, Job, RemoteObject, Result
 from ..sources import open_source
 from ..store import Store, run_now
-from .concurrency import Controller, Limiter, MemoryBudget, RateLimiter
+from ..store.multipart import part_size_for
+from .concurrency import Controller, Limiter, MemoryBudget, PartWindow, RateLimiter
 from .payload import Changed, Payload, images, sniffed_type
 
 
@@ -184,10 +185,15 @@ class Transfer:
             return run_now(functools.partial(self.request, operation))
         return self.parts.submit(self.request, operation)
 
+    def part_size(self, job: Job) -> int:
+        """The part size of JOB's file: ``--part-size``, or larger when the file would
+        need more than S3's 10,000 parts (chosen up front, never found at part 10,001)."""
+        return part_size_for(job.size, self.cfg.part_size)
+
     def memory_of(self, job: Job) -> int:
         """The bytes of body JOB holds at once (see the class docstring)."""
         if job.size > self.cfg.multipart_threshold:  # what makes a Payload multipart
-            return (PARTS_IN_FLIGHT + 1) * self.cfg.part_size
+            return (PARTS_IN_FLIGHT + 1) * self.part_size(job)
         return job.size
 
     def process(self, job: Job) -> Result:
@@ -216,7 +222,7 @@ class Transfer:
                     evidence = evidence._replace(remote=self.request(self.store.head, job.key))
                 elif verdict.action == COMPARE:
                     payload = work.open()
-                    work.digest = payload.digest(self.cfg.part_size)
+                    work.digest = payload.digest(self.part_size(job))
                     same = etag_matches(evidence.remote.etag, work.digest, payload.digest)
                     evidence = evidence._replace(same_content=same,
                                                  wanted=self.headers.for_type(payload.ctype))
@@ -353,7 +359,7 @@ class Transfer:
         sent = [0]
 
         def counted_parts():
-            for data in payload.parts(self.cfg.part_size):
+            for data in payload.parts(self.part_size(job)):
                 sent[0] += len(data)
                 yield data
 
@@ -365,8 +371,9 @@ class Transfer:
                 raise Changed("changed while being uploaded; upload abandoned",
                               op="put", path=job.display)
 
+        window = PartWindow(self._submit_part, PARTS_IN_FLIGHT)
         etag = self.store.put_multipart(job.key, counted_parts(), params,
                                         before_complete=before_complete, path=job.display,
-                                        submit=self._submit_part, window=PARTS_IN_FLIGHT,
+                                        submit=window.submit,
                                         if_none_match=self.create_only(job))
         return etag, sent[0]

@@ -16,7 +16,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from ..config import Config
 from ..decide import SKIP, Evidence, Rules, decide, needs_remote
-from ..errors import FileError
+from ..errors import FileError, ListingBroken
 from ..filters import excluded_by
 from ..headers import RunHeaders, type_by_name
 from ..jobs import FAILED, SKIPPED, UNLISTED, Job, Remote, RemoteObject, Result
@@ -35,7 +35,10 @@ class ListingIndex:
     answered only once the whole listing has been read. No order is assumed: S3 lists in
     UTF-8 byte order, but some compatible stores do not (SeaweedFS lists ``a/1`` before
     ``a.txt``), and a merge that trusted the order would call present keys absent. A
-    listing that fails raises its error from the next lookup that needs it.
+    listing that fails raises its error from the next lookup that needs it; a listing the
+    store broke (``ListingBroken``: a token that loops...) answers ``UNLISTED`` for what it
+    did not cover, so that a putter asks for those keys with a HEAD each (``broken`` says
+    why).
     """
 
     SPILL_AFTER = 100_000
@@ -46,6 +49,7 @@ class ListingIndex:
         self.spill_after = spill_after
         self.done = False
         self.error: Optional[BaseException] = None
+        self.broken = ""  # the store's fault that stopped the listing
         self.memory: Dict[str, RemoteObject] = {}
         self.db: Optional[sqlite3.Connection] = None
         self.condition = threading.Condition()
@@ -85,6 +89,9 @@ class ListingIndex:
                     self._add(rows)
                     rows = []
             self._add(rows)
+        except ListingBroken as err:
+            self._add(rows)  # what did arrive is true
+            self.broken = err.message
         except BaseException as err:  # noqa: BLE001 - handed to the walker's next lookup
             self._add(rows)  # what did arrive is true
             self.error = err
@@ -99,7 +106,7 @@ class ListingIndex:
                               (key,)).fetchone()
         return RemoteObject(*row) if row else None
 
-    def lookup(self, key: str) -> Optional[RemoteObject]:
+    def lookup(self, key: str) -> Remote:
         with self.condition:
             while True:
                 found = self._find(key)
@@ -108,7 +115,7 @@ class ListingIndex:
                 if self.done:
                     if self.error is not None:
                         raise self.error
-                    return None
+                    return UNLISTED if self.broken else None
                 self.condition.wait()
 
     def close(self) -> None:
@@ -156,6 +163,7 @@ class WalkerBase:
         self.seq = 0
         self.headers = RunHeaders(cfg)
         self.rules = Rules.of(cfg)
+        self.told: set = set()  # the store's listing faults the user was told about
 
     def _next_seq(self) -> int:
         self.seq += 1
@@ -169,12 +177,21 @@ class WalkerBase:
         """The walk left out the directory PATH as a whole (noted at -vv)."""
         self.note("debug", f"excluded {path}/ ({why})")
 
-    def remote_of(self, key: str, index: Optional["ListingIndex"]) -> Remote:
+    def remote_of(self, key: str, index) -> Remote:
         """What the job of KEY carries about the store: nothing to know (stupid), the
-        listing's answer, or UNLISTED (a putter asks)."""
+        listing's answer (INDEX: a ``ListingIndex`` or ``FolderListing``), or UNLISTED (a
+        putter asks)."""
         if not needs_remote(self.cfg.put):
             return None
-        return index.lookup(key) if index is not None else UNLISTED
+        if index is None:
+            return UNLISTED
+        found = index.lookup(key)
+        if found is UNLISTED and index.broken and index.broken not in self.told:
+            self.told.add(index.broken)
+            self.note("warning", f"{index.broken}: the listing was stopped there; the files "
+                      "it did not cover are looked up with one HEAD each (slower, and "
+                      "every reason stays true)")
+        return found
 
     def screen(self, entry: Entry, *, check: bool = True) -> Tuple[str, Optional[Result]]:
         """Apply the filters, the walk's own verdict and (with CHECK) the key rules to

@@ -16,7 +16,7 @@ class DryRunStore(Store):
         return (md5 or hashlib.md5(data).digest()).hex()
 
     def put_multipart(self, key, parts, params, *, before_complete=lambda md5s: None,
-                      path="", submit=None, window=1, if_none_match=False):
+                      path="", submit=None, if_none_match=False):
         return ""
 
     def copy_in_place(self, key, params, *, etag="", size=0, part_size=0, path=""):

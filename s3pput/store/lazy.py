@@ -2,7 +2,7 @@
 
 Importing them costs about 0.2 s of CPU, and building a client from the S3 service model
 as much again: a run whose requests all take the lean path (``fastput``) need pay neither
-(see ``store.lean_start``). ``store`` reaches botocore only through these names; the
+(see ``client.lean_start``). ``store`` reaches botocore only through these names; the
 import happens the first time one of their attributes is read.
 """
 
@@ -32,4 +32,6 @@ class _Module:
 
 boto3 = _Module("boto3")
 botocore_config = _Module("botocore.config")
+botocore_session = _Module("botocore.session")
+botocore_parsers = _Module("botocore.parsers")
 botocore_exceptions = _Module("botocore.exceptions")

@@ -1,31 +1,24 @@
-"""The fast path for PUTs (single objects and the parts of multipart uploads) and listing
-pages: a lean first attempt beside the boto3 client.
+"""The lean path: S3 requests signed here (AWS Signature Version 4, UNSIGNED-PAYLOAD; each
+body protected by its Content-MD5) and sent on keep-alive ``http.client`` connections, one
+per thread, beside the boto3 client.
 
 Why: botocore's request pipeline (events, endpoint rules, user agent, signing through
-generic request objects, response parsing through the email package) costs about 1 ms of
-CPU per PutObject, several times the request itself, and that is what limits small-file
-throughput. This path costs about a tenth of that.
+generic request objects, response parsing) costs about 1 ms of CPU per PutObject, several
+times the request itself, and that is what limits small-file throughput; this path costs
+a fraction of it (``docs/design.md`` has the figures and the command that measures them).
+HTTP/1.1 framing (keep-alive, chunked answers, ``Connection: close``) is ``http.client``'s.
 
-What it shares with the client: the credentials (refreshed through the client's own
-provider), the region, the endpoint and the addressing style (a ``Route``, taken from a
-URL the client presigns), TLS verification. What it does itself: an AWS Signature Version
-4 signature of the request (UNSIGNED-PAYLOAD; the body is protected by its Content-MD5),
-one keep-alive connection per thread, and reading a 200 answer (or a 412 to a
-conditional PUT: ``If-None-Match``/``If-Match`` are plain headers, and the refusal is
-definitive).
+What it shares with the client: the credentials (``Clients.credentials``: botocore's own
+provider, refreshed as botocore refreshes it), the region, the endpoint and the addressing
+style (a ``Route``, from a URL the client presigns, or from the settings alone when they
+say it all: ``client.lean_start``), TLS trust (``client.tls_verify``).
 
-It can also start before any client exists (``store.lean_start``): when the route and
-the credentials are plain settings (a custom endpoint and a region; keys given as such),
-a run's first requests leave without importing botocore and building a client from the
-S3 service model, about 0.35 s of CPU on the machines this was measured on; botocore is
-then loaded only if a request needs the full client.
-
-Promise: ``put`` either stores the object and returns its ETag, raises
-``PreconditionFailed`` when the store refuses a conditional PUT (412), or returns None, and
-the caller then sends the request through the full boto3 client, with its retries, error
-parsing and adaptive rate limiting. Any surprise (an error status, a reset, a timeout, a
-header it does not map, a chunked answer) returns None; a throttling answer also closes
-the fast path for a while, so that throttled traffic is paced by boto3.
+Promise: each operation sends one request and either returns what the store answered,
+raises the typed error the answer means (``errors.from_answer``; ``ConnectionFailure``
+when none came), or raises ``Unsupported`` before sending anything (a header it does not
+map, no credentials to sign with): the caller then sends that request through boto3.
+Retries are the caller's (``retry``): a connection the server closed while idle is
+reopened once at once, nothing more.
 """
 
 from __future__ import annotations
@@ -33,16 +26,27 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import os
 import socket
 import ssl
 import threading
 import time
-from typing import Callable, Dict, NamedTuple, Optional, Tuple, Union
-from urllib.parse import quote, unquote_plus, urlsplit
-from xml.etree import ElementTree
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple, Union
+from urllib.parse import quote, urlsplit
 
-from ..errors import PreconditionFailed
+from ..errors import ConnectionFailure, S3pputError
+from ..headers import from_http
+from ..jobs import RemoteObject
+from .answers import (
+    Page,
+    complete_body,
+    parse_completed,
+    parse_error,
+    parse_listing,
+    parse_upload_id,
+)
+from .errors import from_answer, malformed, reason_of, tls_error
 
 # PutObject parameters sent as plain headers.
 HEADERS = {
@@ -60,10 +64,8 @@ HEADERS = {
     "IfMatch": "if-match",
 }
 CONDITIONS = {"IfNoneMatch", "IfMatch"}  # what makes a PUT conditional
-THROTTLE_STATUSES = (429, 503)
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
                    "all_proxy")
-MAX_ANSWER_HEAD = 64 * 1024
 
 
 def proxy_configured() -> bool:
@@ -151,173 +153,143 @@ def canonical_query(params: Dict[str, str]) -> str:
                     for name, value in sorted(params.items()))
 
 
-def parse_listing(xml: bytes):
-    """A ListObjectsV2 answer -> ([(key, size, etag, storage class)], next continuation
-    token or "").
-
-    With ``encoding-type=url`` keys come form-encoded (a space as ``+``, a plus as
-    ``%2B``): decoded as botocore decodes them."""
-    root = ElementTree.fromstring(xml)
-    encoded = (root.findtext("{*}EncodingType") or "") == "url"
-    items = []
-    for item in root.iterfind("{*}Contents"):
-        key = item.findtext("{*}Key") or ""
-        items.append((unquote_plus(key) if encoded else key, int(item.findtext("{*}Size") or 0),
-                      (item.findtext("{*}ETag") or "").strip('"'),
-                      item.findtext("{*}StorageClass") or ""))
-    truncated = (root.findtext("{*}IsTruncated") or "false").lower() == "true"
-    token = root.findtext("{*}NextContinuationToken") or ""
-    if truncated and not token:
-        raise ValueError("a truncated listing without a continuation token")
-    return items, token if truncated else ""
+class Unsupported(Exception):
+    """The lean path cannot send this request (the caller uses boto3); nothing was sent."""
 
 
-class FastPut:
-    """The fast path of one putter process (its threads share it)."""
+class Answer(NamedTuple):
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
 
-    PAUSE_AFTER_THROTTLE = 10.0
 
-    def __init__(self, route: Route, credentials: Callable[[], Optional[object]],
-                 timeout: float, verify_ssl: Union[bool, str], on_throttle=lambda: None):
-        """CREDENTIALS() gives the credentials to sign with now (None: the lean path
-        cannot sign; boto3 takes over). VERIFY_SSL is the run's trust setting
-        (``store.tls_verify``), the very value the client is made with: a CA bundle path,
-        True (botocore's default bundle) or False (no checks). ON_THROTTLE() is called on
-        every throttling answer (429, 503)."""
-        self.credentials = credentials
-        self.on_throttle = on_throttle
+class _Connection(http.client.HTTPConnection):
+    """Without Nagle: a head and a small body sent in two writes must not wait for the
+    server's delayed ACK of the first (40 ms on Linux)."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _TLSConnection(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def ssl_context(verify_ssl: Union[bool, str]) -> ssl.SSLContext:
+    """The SSL context of the run's trust setting (``client.tls_verify``): a CA bundle
+    path, True (botocore's default bundle) or False (no checks)."""
+    if verify_ssl is False:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    import botocore.httpsession  # True -> the bundle botocore itself uses
+
+    return ssl.create_default_context(cafile=botocore.httpsession.get_cert_path(verify_ssl))
+
+
+class LeanPath:
+    """The lean path of one process (its threads share it; each has its own connection)."""
+
+    def __init__(self, route: Route, credentials: Callable[[], Optional[Credentials]],
+                 timeout: float, verify_ssl: Union[bool, str], bucket: str):
+        """CREDENTIALS() gives the credentials to sign with now (None: none; boto3 takes
+        over). VERIFY_SSL is the run's trust setting, the very value the client is made
+        with."""
         self.route = route
-        self.scheme, self.netloc, self.host, self.port, self.path_prefix, region = route
-        self.signer = Signer(region)
+        self.credentials = credentials
         self.timeout = timeout
-        self.ssl_context = None
-        if self.scheme == "https" and verify_ssl is False:
-            self.ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            self.ssl_context.check_hostname = False
-            self.ssl_context.verify_mode = ssl.CERT_NONE
-        elif self.scheme == "https":
-            import botocore.httpsession  # True -> the bundle botocore itself uses
-
-            self.ssl_context = ssl.create_default_context(
-                cafile=botocore.httpsession.get_cert_path(verify_ssl))
+        self.bucket = bucket
+        self.signer = Signer(route.region)
+        self.context = ssl_context(verify_ssl) if route.scheme == "https" else None
         self.local = threading.local()
-        self.closed_until = 0.0
-
-    @classmethod
-    def of_client(cls, client, bucket: str, timeout: float, verify_ssl: Union[bool, str],
-                  on_throttle=lambda: None) -> "FastPut":
-        """The fast path beside CLIENT: its route from a URL it presigns, its credentials
-        from its own provider (refreshed as the client refreshes them)."""
-        url = client.generate_presigned_url("put_object",
-                                            Params={"Bucket": bucket, "Key": "K"})
-        route = Route.from_url(url, client.meta.region_name)
-        provider = client._request_signer._credentials
-
-        def credentials():
-            return provider.get_frozen_credentials() if provider is not None else None
-
-        return cls(route, credentials, timeout, verify_ssl, on_throttle)
 
     # -- connections ---------------------------------------------------------------------
-    def _socket(self) -> Tuple[socket.socket, bool]:
+    def _connection(self) -> Tuple[http.client.HTTPConnection, bool]:
         """This thread's connection, and whether it was used before."""
-        sock = getattr(self.local, "sock", None)
-        if sock is not None:
-            return sock, True
-        sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.ssl_context is not None:
-            sock = self.ssl_context.wrap_socket(sock, server_hostname=self.host)
-        self.local.sock = sock
-        return sock, False
+        conn = getattr(self.local, "conn", None)
+        if conn is not None:
+            return conn, True
+        if self.context is not None:
+            conn = _TLSConnection(self.route.host, self.route.port, timeout=self.timeout,
+                                  context=self.context)
+        else:
+            conn = _Connection(self.route.host, self.route.port, timeout=self.timeout)
+        self.local.conn = conn
+        return conn, False
 
     def close(self) -> None:
         """Close the calling thread's connection."""
-        self._drop()
+        conn = getattr(self.local, "conn", None)
+        self.local.conn = None
+        if conn is not None:
+            conn.close()
 
-    def _drop(self) -> None:
-        sock = getattr(self.local, "sock", None)
-        self.local.sock = None
-        if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
-
-    # -- the request ---------------------------------------------------------------------
-    def _headers(self, data: bytes, md5: bytes, params: Dict) -> Optional[Dict[str, str]]:
-        headers = {"host": self.netloc, "content-length": str(len(data)),
-                   "content-md5": base64.b64encode(md5).decode("ascii")}
-        for name, value in params.items():
-            if name == "Metadata":
-                headers.update({f"x-amz-meta-{k.lower()}": v for k, v in value.items()})
-            elif name in HEADERS:
-                headers[HEADERS[name]] = value
-            else:
-                return None  # e.g. Expires: botocore formats it
-        for value in headers.values():
-            # Only what survives SigV4's canonical form unchanged goes this way.
-            if not isinstance(value, str) or not value.isascii() or \
-                    " ".join(value.split()) != value:
-                return None
-        return headers
-
-    def put(self, key: str, data: bytes, md5: bytes, params: Dict,
-            query: Optional[Dict[str, str]] = None) -> Optional[str]:
-        """Put DATA (whose raw MD5 is MD5) under KEY; return the ETag, or None.
-
-        QUERY: the request's query parameters; ``{"partNumber": N, "uploadId": U}`` makes
-        it an UploadPart (for which PARAMS is empty). A 412 answer to a conditional PUT
-        (``IfNoneMatch``/``IfMatch`` in PARAMS) is definitive and raises
-        ``PreconditionFailed``; any other refusal, 501 included, returns None (boto3 then
-        says what it is)."""
-        if time.monotonic() < self.closed_until:
-            return None
-        headers = self._headers(data, md5, params)
-        credentials = self.credentials() if headers is not None else None
-        if credentials is None:
-            return None
-        path = self.path_prefix + quote(key, safe="/~")
-        query_string = canonical_query(query) if query else ""
-        self.signer.sign("PUT", path, headers, credentials, query=query_string)
-        target = f"{path}?{query_string}" if query_string else path
-        message = (f"PUT {target} HTTP/1.1\r\n"
-                   + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-                   + "\r\n").encode("ascii") + data
-        for attempt in (1, 2):
-            reused = False  # until _socket() says otherwise: a new connection can fail too
-            try:
-                sock, reused = self._socket()
-                sock.sendall(message)
-                status, answer = self._read_answer(sock)
-            except (OSError, ValueError):
-                self._drop()
-                if attempt == 1 and reused:
-                    continue  # the server closed an idle keep-alive connection: once more
-                return None
-            if status == 200:
-                return answer.get("etag", "").strip('"') or md5.hex()
-            if status == 412 and CONDITIONS.intersection(params):
-                raise PreconditionFailed("412 PreconditionFailed: the condition did not hold",
-                                         op="put", key=key)
-            if status in THROTTLE_STATUSES:
-                self._throttled()
-            return None
-        return None
-
-    def _throttled(self) -> None:
-        self.closed_until = time.monotonic() + self.PAUSE_AFTER_THROTTLE
-        self.on_throttle()
-
-    def list_page(self, prefix: str, token: str = "", delimiter: str = "",
-                  max_keys: int = 0):
-        """One ListObjectsV2 page: ([(key, size, etag, storage class)], next token or ""),
-        or None to say "ask boto3 for this page" (tokens are the same either way)."""
-        if time.monotonic() < self.closed_until:
-            return None
+    # -- one request ---------------------------------------------------------------------
+    def send(self, method: str, key: Optional[str], *, query: Optional[Dict[str, str]] = None,
+             headers: Optional[Dict[str, str]] = None, body=None, op: str) -> Answer:
+        """Sign and send one request for KEY (None: the bucket itself) and read its answer.
+        BODY is bytes or any buffer (sent as it is, not copied)."""
         credentials = self.credentials()
         if credentials is None:
-            return None
+            raise Unsupported("no credentials to sign with")
+        path = self.route.path_prefix + quote(key, safe="/~") if key is not None else \
+            (self.route.path_prefix.rstrip("/") or "/")
+        query_string = canonical_query(query) if query else ""
+        signed = {"host": self.route.netloc, **(headers or {})}
+        if body is not None:
+            signed["content-length"] = str(memoryview(body).nbytes)
+        self.signer.sign(method, path, signed, credentials, query=query_string)
+        target = f"{path}?{query_string}" if query_string else path
+        for attempt in (1, 2):
+            conn, reused = self._connection()
+            try:
+                conn.request(method, target, body=body, headers=signed)
+                response = conn.getresponse()
+                data = response.read()
+            except (OSError, http.client.HTTPException) as err:
+                self.close()
+                if attempt == 1 and reused and not isinstance(err, TimeoutError):
+                    continue  # the server closed an idle keep-alive connection: once more
+                raise self._unreachable(err, op, key) from err
+            if response.will_close:
+                self.close()
+            return Answer(response.status, response.headers, data)
+        raise AssertionError("unreachable")
+
+    def _unreachable(self, err: BaseException, op: str, key: Optional[str]) -> S3pputError:
+        endpoint = f"{self.route.scheme}://{self.route.netloc}"
+        if isinstance(err, ssl.SSLError):
+            return tls_error(err, endpoint)
+        reason = reason_of(err)
+        return ConnectionFailure(f"{type(err).__name__}: {reason} ({endpoint})",
+                                 endpoint=endpoint, reason=reason, op=op, key=key or "")
+
+    def failure(self, answer: Answer, op: str, key: str = "") -> S3pputError:
+        """The typed error of an answer that is not a success."""
+        code, message = parse_error(answer.body) or ("", answer.headers.get("x-amz-error-"
+                                                                            "message", ""))
+        return from_answer(answer.status, code or str(answer.status),
+                           message or http.client.responses.get(answer.status, ""), op=op,
+                           bucket=self.bucket, key=key)
+
+    # -- the operations ------------------------------------------------------------------
+    def put(self, key: str, body, md5: bytes, params: Dict,
+            query: Optional[Dict[str, str]] = None) -> str:
+        """Put BODY (whose raw MD5 is MD5) under KEY; return the ETag. QUERY
+        ``{"partNumber": N, "uploadId": U}`` makes it an UploadPart."""
+        headers = put_headers(params)
+        headers["content-md5"] = base64.b64encode(md5).decode("ascii")
+        answer = self.send("PUT", key, query=query, headers=headers, body=body, op="put")
+        if answer.status != 200:
+            raise self.failure(answer, "put", key)
+        return (answer.headers.get("etag") or "").strip('"') or md5.hex()
+
+    def list_page(self, prefix: str, token: str = "", delimiter: str = "",
+                  max_keys: int = 0) -> Page:
         params = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
         if token:
             params["continuation-token"] = token
@@ -325,110 +297,92 @@ class FastPut:
             params["delimiter"] = delimiter
         if max_keys:
             params["max-keys"] = str(max_keys)
-        query = canonical_query(params)
-        path = self.path_prefix.rstrip("/") or "/"
-        headers = {"host": self.netloc}
-        self.signer.sign("GET", path, headers, credentials, query=query)
-        message = (f"GET {path}?{query} HTTP/1.1\r\n"
-                   + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-                   + "\r\n").encode("ascii")
-        for attempt in (1, 2):
-            reused = False  # until _socket() says otherwise: a new connection can fail too
-            try:
-                sock, reused = self._socket()
-                sock.sendall(message)
-                status, answer, body = self._read_answer(sock, keep_body=True)
-            except (OSError, ValueError):
-                self._drop()
-                if attempt == 1 and reused:
-                    continue
-                return None
-            if status != 200:
-                if status in THROTTLE_STATUSES:
-                    self._throttled()
-                return None
-            try:
-                return parse_listing(body)
-            except (ValueError, ElementTree.ParseError):
-                return None
-        return None
+        answer = self.send("GET", None, query=params, op="list")
+        if answer.status != 200:
+            raise self.failure(answer, "list", prefix)
+        try:
+            return parse_listing(answer.body)
+        except ValueError as err:
+            raise malformed(f"ListObjectsV2 answered 200 with {err}", op="list",
+                            key=prefix) from err
 
-    def _read_answer(self, sock: socket.socket, keep_body: bool = False):
-        """Read one answer (a Content-Length or chunked body); return (status, headers)
-        or, with KEEP_BODY, (status, headers, body). Raise ValueError on anything it
-        cannot read (the connection is then dropped)."""
-        buffer = b""
-        while b"\r\n\r\n" not in buffer:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("connection closed by the server")
-            buffer += chunk
-            if len(buffer) > MAX_ANSWER_HEAD:
-                raise ValueError("answer head too long")
-        head, _, body = buffer.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        version, status, *_ = lines[0].split(" ", 2)
-        if not version.startswith("HTTP/1."):
-            raise ValueError(f"not an HTTP/1 answer: {lines[0]!r}")
-        answer = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            answer[name.strip().lower()] = value.strip()
-        reader = _BodyReader(sock, body)
-        if answer.get("transfer-encoding", "").lower() == "chunked":
-            content = reader.chunked()
-        elif "transfer-encoding" in answer:
-            raise ValueError(f"transfer-encoding {answer['transfer-encoding']}")
+    def head(self, key: str) -> Optional[RemoteObject]:
+        answer = self.send("HEAD", key, op="head")
+        if answer.status == 404:
+            return None
+        if answer.status != 200:
+            raise self.failure(answer, "head", key)
+        headers = answer.headers
+        return RemoteObject(key, int(headers.get("content-length") or 0),
+                            (headers.get("etag") or "").strip('"'),
+                            headers.get("x-amz-storage-class") or "",
+                            from_http(dict(headers.items())))
+
+    def get(self, key: str) -> Optional[Tuple[bytes, str]]:
+        answer = self.send("GET", key, op="get")
+        if answer.status == 404:
+            return None
+        if answer.status != 200:
+            raise self.failure(answer, "get", key)
+        return answer.body, (answer.headers.get("etag") or "").strip('"')
+
+    def delete(self, key: str) -> None:
+        answer = self.send("DELETE", key, op="delete")
+        if answer.status not in (200, 204, 404):
+            raise self.failure(answer, "delete", key)
+
+    def create_multipart(self, key: str, params: Dict) -> str:
+        answer = self.send("POST", key, query={"uploads": ""}, headers=put_headers(params),
+                           op="put")
+        if answer.status != 200:
+            raise self.failure(answer, "put", key)
+        try:
+            return parse_upload_id(answer.body)
+        except ValueError as err:
+            raise malformed(f"CreateMultipartUpload answered 200 with {err}", op="put",
+                            key=key) from err
+
+    def complete_multipart(self, key: str, upload_id: str, parts: Sequence[Tuple[int, str]],
+                           *, if_none_match: bool = False) -> str:
+        """Complete the upload; return the object's ETag. A 200 whose body is an
+        ``<Error>`` (AWS documents it: the failure came after the answer began) is that
+        error, never a success."""
+        headers = {"if-none-match": "*"} if if_none_match else {}
+        answer = self.send("POST", key, query={"uploadId": upload_id}, headers=headers,
+                           body=complete_body(parts), op="put")
+        if answer.status != 200:
+            raise self.failure(answer, "put", key)
+        error = parse_error(answer.body)
+        if error is not None:
+            failure = from_answer(500, *error, op="put", bucket=self.bucket, key=key)
+            failure.message = f"CompleteMultipartUpload answered 200 with an <Error> body: " \
+                f"{failure.message}"
+            raise failure
+        try:
+            return parse_completed(answer.body)
+        except ValueError as err:
+            raise malformed(f"CompleteMultipartUpload answered 200 with {err}", op="put",
+                            key=key) from err
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        answer = self.send("DELETE", key, query={"uploadId": upload_id}, op="put")
+        if answer.status not in (200, 204, 404):
+            raise self.failure(answer, "put", key)
+
+
+def put_headers(params: Dict) -> Dict[str, str]:
+    """The headers of PutObject PARAMS; ``Unsupported`` for one the lean path does not
+    map (Expires: botocore formats it) or a value SigV4's canonical form would change."""
+    headers: Dict[str, str] = {}
+    for name, value in params.items():
+        if name == "Metadata":
+            headers.update({f"x-amz-meta-{k.lower()}": v for k, v in value.items()})
+        elif name in HEADERS:
+            headers[HEADERS[name]] = value
         else:
-            content = reader.exactly(int(answer.get("content-length", "0")))
-        if reader.extra or answer.get("connection", "").lower() == "close" or \
-                version == "HTTP/1.0":
-            self._drop()
-        if keep_body:
-            return int(status), answer, content
-        return int(status), answer
-
-
-class _BodyReader:
-    """Reads an answer's body from a socket, starting with what was read past the head."""
-
-    def __init__(self, sock: socket.socket, pending: bytes):
-        self.sock = sock
-        self.pending = pending
-        self.extra = False  # bytes beyond the body arrived (the connection is unusable)
-
-    def _more(self) -> None:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("connection closed in the answer body")
-        self.pending += chunk
-
-    def exactly(self, size: int) -> bytes:
-        while len(self.pending) < size:
-            self._more()
-        body, rest = self.pending[:size], self.pending[size:]
-        self.pending = rest
-        self.extra = bool(rest)
-        return body
-
-    def line(self) -> bytes:
-        while b"\r\n" not in self.pending:
-            if len(self.pending) > MAX_ANSWER_HEAD:
-                raise ValueError("chunk header too long")
-            self._more()
-        line, _, self.pending = self.pending.partition(b"\r\n")
-        return line
-
-    def chunked(self) -> bytes:
-        parts = []
-        while True:
-            size = int(self.line().split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                while self.line():  # trailers, up to the empty line
-                    pass
-                self.extra = bool(self.pending)
-                return b"".join(parts)
-            parts.append(self.exactly(size))
-            self.extra = False
-            if self.line():
-                raise ValueError("chunk not followed by CRLF")
+            raise Unsupported(name)
+    for value in headers.values():
+        if not isinstance(value, str) or not value.isascii() or \
+                " ".join(value.split()) != value:
+            raise Unsupported(value)
+    return headers
