@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import time
 
 from conftest import body_of, keys_of, make_tree
 from faultproxy import FaultProxy
@@ -36,7 +37,8 @@ def test_throttled_store_halves_the_requests_in_flight_and_nothing_is_lost(
     assert injected >= 2
     putters = {int(m[1]): (int(m[2]), int(m[3]), int(m[4]))
                for m in LIMIT_LINE.finditer(result.stderr)}
-    assert len(putters) == 2, result.stderr[-2000:]
+    # putters start as the walker wants them: one at least, two when the first fell behind
+    assert 1 <= len(putters) <= 2, result.stderr[-2000:]
     # every SlowDown reached a controller: at least one halving in all, and never below
     # the floor of 4 requests in flight
     assert sum(halvings for _, _, halvings in putters.values()) >= 1, putters
@@ -52,7 +54,9 @@ def test_fixed_inflight_is_a_fixed_limit(cli, s3, s3server, bucket, tmp_path):
                      "--inflight", "3", "--retries", "10", src, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = LIMIT_LINE.findall(result.stderr)
-    assert [(limit, most, halved) for _, limit, most, halved in lines] == [("3", "3", "0")] * 2
+    assert 1 <= len(lines) <= 2, result.stderr[-2000:]
+    assert [(limit, most, halved) for _, limit, most, halved in lines] == \
+        [("3", "3", "0")] * len(lines)
 
 
 def multipart_etag(data: bytes, part_size: int) -> str:
@@ -103,3 +107,22 @@ def test_run_killed_while_parts_go_up_is_completed_by_the_next_run(
     third = cli("--bucket", bucket, "--json", "--state", state, "--multipart-threshold", "5",
                 "--part-size", "5", src)
     assert json.loads(third.stdout)["skipped_reasons"] == {"unchanged": 2}
+
+
+def test_putters_start_when_the_walk_first_has_a_job_for_one(cli, s3, bucket, tmp_path):
+    """An unchanged tree is decided by the walker alone: a rerun forks no putter, however
+    many --processes allow; a run with work starts them as the walk needs them."""
+    files = small_files(120, size=32)
+    src = make_tree(tmp_path / "src", files)
+    settled = time.time() - 3600  # not modified just before the run: the journal vouches
+    for path in src.rglob("*"):
+        os.utime(path, (settled, settled))
+    first = cli("--bucket", bucket, "--processes", "8", "-vv", "--json", src)
+    assert first.returncode == 0, first.stderr[-2000:]
+    started = {int(m[1]) for m in LIMIT_LINE.finditer(first.stderr)}
+    assert started and started == set(range(len(started)))  # putter 0, 1, ... in order
+    again = cli("--bucket", bucket, "--processes", "8", "-vv", "--json", src)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout)["skipped"] == 120
+    assert LIMIT_LINE.search(again.stderr) is None  # no putter ever started
+    assert_bucket_holds(s3, bucket, files)

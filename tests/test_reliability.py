@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import pytest
-from conftest import CLI, ROOT, cli_env, keys_of, make_s3_client, make_tree
+from conftest import CLI, ROOT, body_of, cli_env, keys_of, make_s3_client, make_tree
 from faultproxy import FaultProxy
 
 from devtools.locals3 import LocalS3
@@ -576,25 +576,28 @@ def test_putter_killed_mid_run_exit_1_lost_files_failed_then_rerun(cli, s3, s3se
     rerun_puts_only_what_is_missing(cli, s3, bucket, state, src, files, present)
 
 
-def test_putter_killed_while_waiting_for_work_run_ends_exit_1_then_rerun(
-        cli, s3, s3server, bucket, src, state):
+def test_putter_killed_while_waiting_for_work_is_replaced_and_noticed(
+        cli, s3, s3server, bucket, src, state, tmp_path):
     # A putter that dies holding no job must neither hang the run (each putter reads its
-    # own queue: no shared lock dies with it) nor go unnoticed (exit 1, said on stderr).
-    # 1,100 files are in the bucket already, so the listing has two pages: the up-front
-    # check reads the first, and the answer to the walker's second is held: the walker
-    # skips what it knows (--put add) and waits for the rest, and no job is queued.
+    # own queue: no shared lock dies with it) nor go unnoticed (exit 1, said on stderr);
+    # the walker wants another in its place. 1,100 files are in the bucket already, so the
+    # listing has two pages: the up-front check reads the first, and the answer to the
+    # walker's second is held: the walker skips what it knows (--put add) and waits for
+    # the rest. A file named first on the command line is a job at once: the first putter
+    # starts, puts it, and waits for more.
     present_first = small_files(1100, size=16, dirs=10, tag="old")
     make_tree(src, present_first)
     assert cli("--bucket", bucket, "--no-state", "--json", src).returncode == 0
     files = {**present_first, **small_files(40, dirs=1, tag="new")}
     make_tree(src, files)
+    named = make_tree(tmp_path / "named", {"first.txt": b"a job at once"}) / "first.txt"
     with FaultProxy(s3server.port) as proxy:
         proxy.hold_answers(methods=["GET"], after=1)
         run = Run(cli, "--bucket", bucket, "--endpoint-url", proxy.url, "--json",
-                  "--put", "add", "--state", state, src)
+                  "--put", "add", "--state", state, named, src)
         wait_until(lambda: proxy.faults_injected["held answer"] >= 1, "the walker's listing", run)
-        wait_until(lambda: len(workers(run.pid, "putter")) == 2, "two putters", run)
-        assert proxy.by_method["PUT"] == 0  # nothing was queued yet: the putter is idle
+        wait_until(lambda: proxy.by_method["PUT"] == 1 and
+                   len(workers(run.pid, "putter")) == 1, "the first putter's one job", run)
         os.kill(workers(run.pid, "putter")[0], signal.SIGKILL)
         proxy.release_answers()
         code = run.wait()
@@ -602,12 +605,15 @@ def test_putter_killed_while_waiting_for_work_run_ends_exit_1_then_rerun(
     stderr = run.stderr
     summary = summary_of(run.stdout)
     assert_adds_up(summary)
-    assert summary["walked"] == len(files)
+    assert summary["walked"] == len(files) + 1
     assert "putter process died" in stderr, stderr[-3000:]
     assert code == 1, stderr[-3000:]
     assert any("putter process died" in error for error in summary["errors"])
-    for failure in summary["failures"]:
+    for failure in summary["failures"]:  # only jobs that were queued for the dead one
         assert "putter process died" in failure["reason"], failure
+    assert body_of(s3, bucket, "first.txt") == b"a job at once"
+    s3.delete_object(Bucket=bucket, Key="first.txt")  # not under SRC, which the rerun puts
+    present.pop("first.txt")
     rerun_puts_only_what_is_missing(cli, s3, bucket, state, src, files, present)
 
 

@@ -70,6 +70,7 @@ class DaskPutters:
 
     start_method = "spawn"
     queue_count = 1  # the dispatcher is its one reader
+    on_demand = False
 
     def __init__(self, client, cfg: Config, cwd: str, threads: int):
         self.client = client

@@ -17,6 +17,9 @@ from ..jobs import CUT_LIMIT, CUT_STOP, Fatal, Job, Result, Results, Walked, Wal
 BATCH_JOBS = 64  # jobs per put_queue message (fewer, larger messages cost less CPU)
 BATCH_BYTES = 8 * 1024 * 1024  # ... but never more bytes than one part in one batch
 BATCH_SECONDS = 0.05  # a partial batch waits at most this long
+# What a walker yields before it waits (for the listing's next pages): what it has queued
+# so far goes out now, not when the wait is over.
+FLUSH = "flush"
 NO_PUTTER = "no putter process is left"
 
 
@@ -60,6 +63,11 @@ class Feeder:
                 if self.stop.is_set():
                     cut = CUT_STOP
                     break
+                if item is FLUSH:
+                    if not self.flush():
+                        cut = CUT_STOP if self.stop.is_set() else NO_PUTTER
+                        break
+                    continue
                 if self.slots is not None and self.slots.value <= 0:
                     cut = CUT_LIMIT  # walking further is pointless
                     break

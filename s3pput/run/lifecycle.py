@@ -60,6 +60,7 @@ class Putters(Protocol):
 
     start_method: str  # how the run's processes start: "fork" or "spawn"
     queue_count: int  # the put queues the walker feeds
+    on_demand: bool  # started as the walker wants them (``PutQueues``), not all at once
 
     def start(self, core: "Core") -> None:
         """Start putting (the walker and the statter run already)."""
@@ -77,7 +78,7 @@ class Putters(Protocol):
 def run(cfg: Config, access: Access, putters: Putters) -> Dict:
     """Run the walker, PUTTERS and the statter to the end; return the summary."""
     ctx = multiprocessing.get_context(putters.start_method)
-    core = Core(ctx, cfg, access, putters.queue_count)
+    core = Core(ctx, cfg, access, putters.queue_count, on_demand=putters.on_demand)
     interrupted, ending = False, Ending()
     try:
         with Interrupt(core.stop) as interrupt:
@@ -102,45 +103,60 @@ def run(cfg: Config, access: Access, putters: Putters) -> Dict:
 # -- what every run has ----------------------------------------------------------------------
 
 class PutQueues:
-    """One bounded queue per putter, and which putters take jobs.
+    """One bounded queue per putter, which putters are wanted, and which are alive.
 
     Not one shared queue: a ``multiprocessing.Queue``'s read lock is held by whichever
     reader waits on it, and a putter killed while holding it would block every other
     putter forever. With one reader per queue, a dead putter only loses what was queued
     for it (the statter names those jobs), and the walker sends to the live ones.
+
+    Putters are wanted on demand (ON_DEMAND): none until the walker has a job for one,
+    then one more each time every wanted putter's queue is full, up to their number. An
+    unchanged tree, decided by the walker alone, starts none; the walker wakes the main
+    process (``wake``) to start each one it wants.
     """
 
-    def __init__(self, ctx, count: int):
+    def __init__(self, ctx, count: int, *, on_demand: bool = False):
         self.queues = [ctx.Queue(maxsize=PUT_QUEUE_BATCHES) for _ in range(count)]
         self.alive = ctx.Array("b", [1] * count, lock=False)
+        self.wanted = ctx.Value("i", 0 if on_demand else count, lock=False)
+        self.wake, self._wake_send = ctx.Pipe(duplex=False) if on_demand else (None, None)
         self.next = 0
 
+    def _want_one_more(self) -> None:
+        self.wanted.value += 1
+        self._wake_send.send_bytes(b"+")
+
     def send(self, item, stop) -> bool:
-        """Give ITEM to a live putter with room (waiting while all are busy); False if
-        the run stops or no putter is left."""
+        """Give ITEM to a live putter with room (asking for one more while all are busy,
+        then waiting); False if the run stops or no putter is left."""
         count = len(self.queues)
         while not stop.is_set():
-            if not any(self.alive):
+            wanted = self.wanted.value
+            if wanted == count and not any(self.alive[:wanted]):
                 return False
-            for step in range(count):
-                index = (self.next + step) % count
+            for step in range(wanted):
+                index = (self.next + step) % wanted
                 if not self.alive[index]:
                     continue
                 try:
                     self.queues[index].put_nowait(item)
                 except queue.Full:
                     continue
-                self.next = (index + 1) % count
+                self.next = (index + 1) % wanted
                 return True
-            time.sleep(0.005)
+            if wanted < count:
+                self._want_one_more()  # its queue is empty: the next round puts there
+            else:
+                time.sleep(0.005)
         return False
 
     def send_stops(self, stop) -> None:
-        """Tell every live putter that no more jobs come."""
-        for index, q in enumerate(self.queues):
+        """Tell every wanted live putter that no more jobs come."""
+        for index in range(self.wanted.value):
             while self.alive[index] and not stop.is_set():
                 try:
-                    q.put(STOP, timeout=0.2)
+                    self.queues[index].put(STOP, timeout=0.2)
                     break
                 except queue.Full:
                     continue
@@ -151,7 +167,7 @@ class PutQueues:
     def abandon(self) -> None:
         """At exit: do not wait to flush items to queues that nobody will read."""
         for index, q in enumerate(self.queues):
-            if not self.alive[index]:
+            if not self.alive[index] or index >= self.wanted.value:
                 q.cancel_join_thread()
 
 
@@ -160,13 +176,14 @@ class Core:
     the statter, the put queues, the stop event, the statter's reply, a spool directory,
     and the shared ``--limit`` budget."""
 
-    def __init__(self, ctx, cfg: Config, access: Access, queue_count: int):
+    def __init__(self, ctx, cfg: Config, access: Access, queue_count: int, *,
+                 on_demand: bool = False):
         self.ctx = ctx
         self.cfg = cfg
         # Bounded too: if the statter falls behind, workers wait instead of buffering
         # without limit (a million results must not pile up in memory).
         self.stat_queue = ctx.Queue(maxsize=STAT_QUEUE_MESSAGES)
-        self.put_queues = PutQueues(ctx, queue_count)
+        self.put_queues = PutQueues(ctx, queue_count, on_demand=on_demand)
         self.stop = ctx.Event()
         self.slots = ctx.Value("q", cfg.limit) if cfg.limit is not None else None
         self.reply_recv, reply_send = ctx.Pipe(duplex=False)

@@ -14,14 +14,25 @@ from typing import List, Optional
 
 from ..config import Config
 from ..jobs import Fatal, Note
-from .lifecycle import STOP_GRACE_SECONDS, Core, Ending, PutQueues, signals_blocked, worker_setup
+from .lifecycle import (
+    STOP_GRACE_SECONDS,
+    Core,
+    Ending,
+    PutQueues,
+    signals_blocked,
+    worker_setup,
+)
 from .putter import putter_report
 
 IDLE_WALKER_SECONDS = 2.0  # a walker left without putters is stopped after this long
 
 
 class LocalPutters:
-    """``Putters`` of this machine: ``cfg.processes`` putter processes."""
+    """``Putters`` of this machine: up to ``cfg.processes`` putter processes, each started
+    when the walker first wants it (``PutQueues``): a rerun that the walker decides alone
+    forks none, and its time does not grow with ``--processes``."""
+
+    on_demand = True
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
@@ -30,24 +41,33 @@ class LocalPutters:
         # state they were in. Such a caller's workers start by spawn: slower, and safe.
         self.start_method = "fork" if threading.active_count() == 1 else "spawn"
         self.queue_count = cfg.processes
-        self.processes: List[multiprocessing.Process] = []
+        self.processes: List[multiprocessing.Process] = []  # the ones started, in order
+        self.rate_state = None
 
     def start(self, core: Core) -> None:
-        rate_state = core.ctx.Value("d", 0.0) if self.cfg.max_rate else None
-        self.processes = [
-            core.ctx.Process(target=putter_process, name=f"s3pput-putter-{n}",
-                             args=(self.cfg, n, core.put_queues, core.stat_queue, core.stop,
-                                   core.slots, rate_state))
-            for n in range(self.cfg.processes)]
+        self.rate_state = core.ctx.Value("d", 0.0) if self.cfg.max_rate else None
+        self._start_wanted(core)
+
+    def _start_wanted(self, core: Core) -> None:
+        """Start the putters the walker wants and that are not started yet."""
+        wanted = min(core.put_queues.wanted.value, self.cfg.processes)
+        if len(self.processes) >= wanted:
+            return
         with signals_blocked(core.ctx, signal.SIGINT, signal.SIGTERM):
-            for process in self.processes:
+            while len(self.processes) < wanted:
+                index = len(self.processes)
+                process = core.ctx.Process(
+                    target=putter_process, name=f"s3pput-putter-{index}",
+                    args=(self.cfg, index, core.put_queues, core.stat_queue, core.stop,
+                          core.slots, self.rate_state))
                 process.start()
+                self.processes.append(process)
 
     def serve(self, core: Core) -> Ending:
-        """Wait for the walker and every putter to end; enforce the stop grace period; deal
-        with workers that die."""
-        walker, putters, put_queues, stop = core.walker, self.processes, core.put_queues, \
-            core.stop
+        """Start putters as the walker wants them; wait for the walker and every putter to
+        end; enforce the stop grace period; deal with workers that die."""
+        walker, put_queues, stop = core.walker, core.put_queues, core.stop
+        putters = self.processes
         stop_seen_at: Optional[float] = None
         idle_since: Optional[float] = None  # when the last putter ended while the walker ran
         dead: List[int] = []
@@ -65,13 +85,20 @@ class LocalPutters:
                 put_queues.send_stops(stop)
 
         while walker.is_alive() or any(p.is_alive() for p in putters):
-            # Woken at once when a process ends (no fixed poll on the way out of a run), and
-            # at least every 50 ms to look at the stop flag.
-            multiprocessing.connection.wait(
-                [p.sentinel for p in (walker, core.statter, *putters) if p.is_alive()], 0.05)
+            # Woken at once when a process ends or the walker wants a putter (no fixed poll
+            # on the way), and at least every 50 ms to look at the stop flag.
+            ready = multiprocessing.connection.wait(
+                [put_queues.wake, *(p.sentinel for p in (walker, core.statter, *putters)
+                                    if p.is_alive())], 0.05)
+            if put_queues.wake in ready:
+                while put_queues.wake.poll():
+                    put_queues.wake.recv_bytes()
+                if not stop.is_set():
+                    self._start_wanted(core)
             note_deaths()
             core.check_statter(*putters)
-            if walker.is_alive() and not any(p.is_alive() for p in putters):
+            if walker.is_alive() and putters and not any(p.is_alive() for p in putters) \
+                    and len(putters) == self.cfg.processes:
                 # Nobody is left to take jobs (or the walker hangs flushing to a dead
                 # putter): stop the walker; its announced jobs are reconciled as lost.
                 idle_since = idle_since or time.monotonic()

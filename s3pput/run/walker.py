@@ -23,6 +23,7 @@ from ..jobs import FAILED, SKIPPED, UNLISTED, Job, Remote, RemoteObject, Result
 from ..keys import check_key, join_key, normalize_prefix
 from ..sources import Entry, file_entry, is_archive, walk_archive, walk_tree
 from ..store import Store
+from .feed import FLUSH
 
 
 class ListingIndex:
@@ -105,6 +106,11 @@ class ListingIndex:
         row = self.db.execute("SELECT key, size, etag, storage_class FROM remote WHERE key=?",
                               (key,)).fetchone()
         return RemoteObject(*row) if row else None
+
+    def pending(self, key: str) -> bool:
+        """Whether ``lookup(key)`` would wait (the key has not come, the listing goes on)."""
+        with self.condition:
+            return not self.done and self._find(key) is None
 
     def lookup(self, key: str) -> Remote:
         with self.condition:
@@ -257,6 +263,8 @@ class Walker(WalkerBase):
             yield known
         if known is not None or not key:
             return
+        if listing is not None and listing.pending(key):
+            yield FLUSH  # the jobs queued so far go out while this one waits for the listing
         job = Job(self._next_seq(), entry.display, key, entry.source, entry.size,
                   entry.mtime_ns, self.remote_of(key, listing), self.journal_lookup(key))
         yield skip_early(self.rules, job, self.headers) or job
