@@ -13,7 +13,7 @@ import os
 import re
 import stat
 import tarfile
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from .errors import UsageError
@@ -210,36 +210,93 @@ def check_gzip_types(types, option: str = "--gzip-type") -> None:
                              "text/html")
 
 
-def thumbnail_specs(values) -> Tuple[Tuple[str, int, int], ...]:
-    """The --thumbnail NAME=WxH values (default thumbnail=200x300) as (name, w, h);
-    names must be distinct and must not be the originals' folder."""
+def thumbnail_formats(text: str, option: str = "--thumbnail-format") -> Tuple[str, ...]:
+    """The thumbnail formats of TEXT, one or a comma list (``avif,webp,jpeg``), as their
+    canonical names in the order given; each at most once."""
+    from .images.formats import format_name, normalize_format
+
+    found: List[str] = []
+    for part in str(text).split(","):
+        try:
+            name = format_name(normalize_format(part.strip()))
+        except ValueError as err:
+            raise UsageError(f"{option}: {err}") from err
+        if name in found:
+            raise UsageError(f"{option} {text!r}: {name} is given twice; give each format "
+                             "once")
+        found.append(name)
+    return tuple(found)
+
+
+def check_thumbnail_formats(text: str, option: str) -> None:
+    thumbnail_formats(text, option)
+
+
+def thumbnail_specs(values, formats: Tuple[str, ...] = ("jpeg",)
+                    ) -> Tuple[Tuple[str, int, int, Tuple[str, ...]], ...]:
+    """The --thumbnail NAME=WxH[:FORMAT,...] values (default thumbnail=200x300) as (name,
+    w, h, formats); a size without formats of its own gets FORMATS. Names must be distinct
+    and must not be the originals' folder."""
     from .images import parse_thumbnail_spec
 
-    specs: Dict[str, Tuple[str, int, int]] = {}
+    specs: Dict[str, Tuple[str, int, int, Tuple[str, ...]]] = {}
     for value in values or ("thumbnail=200x300",):
+        # A name is letters, digits, '-', '_' and '.': the first ':' starts the formats.
+        size, sep, own = value.partition(":")
         try:
-            spec = parse_thumbnail_spec(value)
+            spec = parse_thumbnail_spec(size)
         except ValueError as err:
             raise UsageError(f"--thumbnail {value!r}: {err}") from err
         if spec.name in specs:
-            first = "{}={}x{}".format(*specs[spec.name])
+            first = "{}={}x{}".format(*specs[spec.name][:3])
             raise UsageError(f"--thumbnail {value!r}: the name {spec.name!r} is given twice "
                              f"(also {first}); each size needs a name of its own")
         if spec.name == ORIGINAL_FOLDER:
             raise UsageError(f"--thumbnail {value!r}: {ORIGINAL_FOLDER!r} is the folder of "
                              "the originals; choose another name")
-        specs[spec.name] = (spec.name, spec.width, spec.height)
+        spec_formats = thumbnail_formats(own, f"--thumbnail {value!r}") if sep else formats
+        specs[spec.name] = (spec.name, spec.width, spec.height, spec_formats)
     return tuple(specs.values())
 
 
-def check_thumbnail_format(name: str) -> None:
-    from .images import normalize_format
+def thumbnail_qualities(value) -> Dict[str, int]:
+    """--thumbnail-quality as {format: quality} for the lossy formats it names: Q (an
+    int, or its text) for all of them, FORMAT=Q pairs for some (``avif=60,jpeg=85``), or
+    both (``80,avif=60``: the pairs win). Formats it does not name are left out."""
+    from .images.formats import DEFAULT_QUALITY, format_name, normalize_format
 
-    try:
-        normalize_format(name)
-    except ValueError as err:
-        raise UsageError(f"--thumbnail-format: {err}") from err
+    option = "--thumbnail-quality"
+    lossy = [name for name, default in DEFAULT_QUALITY.items() if default is not None]
+    every: Optional[int] = None
+    pairs: Dict[str, int] = {}
+    parts = [value] if isinstance(value, int) else str(value).split(",")
+    for part in parts:
+        name, sep, number = str(part).strip().rpartition("=")
+        try:
+            quality = int(number)
+        except ValueError:
+            raise UsageError(f"{option} {value!r}: write Q or FORMAT=Q pairs with Q from 1 "
+                             "to 100, e.g. 80 or avif=60,jpeg=85") from None
+        if not 1 <= quality <= 100:
+            raise UsageError(f"{option} must be from 1 to 100, not {quality}")
+        if not sep:
+            every = quality
+            continue
+        try:
+            fmt = format_name(normalize_format(name.strip()))
+        except ValueError as err:
+            raise UsageError(f"{option} {value!r}: {err}") from err
+        if DEFAULT_QUALITY[fmt] is None:
+            raise UsageError(f"{option} {value!r}: {fmt} is lossless and has no quality; "
+                             f"quality applies to {', '.join(lossy)}")
+        pairs[fmt] = quality
+    given = {name: every for name in lossy} if every is not None else {}
+    given.update(pairs)
+    return given
 
+
+def check_thumbnail_quality(value, option: str) -> None:
+    thumbnail_qualities(value)
 
 
 def _scheduler_address(value: str) -> str:
@@ -323,8 +380,3 @@ def check_part_size(mib: int, option: str) -> None:
     if mib < MIN_PART_MiB:
         raise UsageError(f"{option} must be at least {MIN_PART_MiB} MiB (an S3 limit), "
                          f"not {mib}")
-
-
-def check_quality(quality: int, option: str) -> None:
-    if not 1 <= quality <= 100:
-        raise UsageError(f"{option} must be from 1 to 100, not {quality}")

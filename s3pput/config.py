@@ -24,7 +24,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from . import checks
 from .errors import UsageError
 from .filters import Rule
-from .headers import parse_headers
+from .headers import IMAGE_FACTS_META, parse_headers
 from .journal import default_path as default_journal_path
 from .options import BY_NAME, OPTIONS
 
@@ -81,9 +81,12 @@ class Config:
     # image mode
     images: bool
     rename: str
-    thumbnails: Tuple[Tuple[str, int, int], ...]
-    thumbnail_format: str
-    thumbnail_quality: int
+    # (folder name, width, height, formats): each size in each of its formats, e.g.
+    # ("thumbnail", 200, 300, ("avif", "jpeg")); formats by their canonical names.
+    thumbnails: Tuple[Tuple[str, int, int, Tuple[str, ...]], ...]
+    # (format, quality) of every lossy thumbnail format: the given ones, else the defaults
+    thumbnail_quality: Tuple[Tuple[str, int], ...]
+    strip_metadata: Optional[str]  # image mode: "location" or "all" stripped from originals
     preview: Optional[str]
     mapping_log: Optional[str]
 
@@ -141,21 +144,31 @@ def endpoint_with_scheme(url: Optional[str]) -> Optional[str]:
 
 
 IMAGE_OPTIONS = ("thumbnail", "rename", "thumbnail_format", "thumbnail_quality",
-                 "mapping_log", "preview")
+                 "strip_metadata", "mapping_log", "preview")
 
 
-def _image_settings(values: Mapping[str, Any]) -> Tuple[Tuple[str, int, int], ...]:
+def _image_settings(values: Mapping[str, Any], metadata: Tuple[Tuple[str, str], ...]):
     """Image mode's options, checked only with --images (Pillow is not even loaded
-    without it); given without --images they are a mistake. Returns the thumbnails."""
+    without it); given without --images they are a mistake. Returns (thumbnails, quality
+    per lossy format)."""
+    from .images.formats import DEFAULT_QUALITY
+
     if not values["images"]:
         for name in IMAGE_OPTIONS:
             if values[name] not in (None, []):
                 raise UsageError(f"{BY_NAME[name].flag} only applies to image mode: add "
                                  "--images")
-        return (("thumbnail", 200, 300),)
-    if values["thumbnail_format"] is not None:
-        checks.check_thumbnail_format(values["thumbnail_format"])
-    return checks.thumbnail_specs(values["thumbnail"])
+        return (("thumbnail", 200, 300, ("jpeg",)),), ()
+    for name, _ in metadata:
+        if f"x-amz-meta-{name}" in IMAGE_FACTS_META:
+            raise UsageError(f"--header x-amz-meta-{name}: image mode writes it itself (the "
+                             "image's size in pixels); choose another name")
+    formats = checks.thumbnail_formats(values["thumbnail_format"] or "jpeg")
+    given = checks.thumbnail_qualities(values["thumbnail_quality"]) \
+        if values["thumbnail_quality"] is not None else {}
+    quality = tuple((name, given.get(name, default))
+                    for name, default in DEFAULT_QUALITY.items() if default is not None)
+    return checks.thumbnail_specs(values["thumbnail"], formats), quality
 
 
 def _check_credentials(environ, profile, access_key, secret_key, access_origin) -> None:
@@ -214,7 +227,7 @@ def make_config(values: Mapping[str, Any], environ: Optional[Mapping[str, str]] 
         value = values.get(option.name)
         if option.check is not None and not option.env and value not in (None, []):
             option.check(value, option.flag)
-    thumbnails = _image_settings(values)
+    thumbnails, thumbnail_quality = _image_settings(values, metadata)
     if values["quiet"] and (values["verbose"] or values["debug"]):
         raise UsageError("--quiet and --verbose contradict each other")
     if values["preview"] and not values["dry_run"]:
@@ -266,7 +279,6 @@ def make_config(values: Mapping[str, Any], environ: Optional[Mapping[str, str]] 
     elif values["mapping_log"]:
         checks.check_output_file(values["mapping_log"], "--mapping-log")
 
-    quality = values["thumbnail_quality"]
     return Config(
         sources=tuple(values["sources"]),
         bucket=bucket,
@@ -311,8 +323,8 @@ def make_config(values: Mapping[str, Any], environ: Optional[Mapping[str, str]] 
         images=images,
         rename=values["rename"] or ("sequential" if images else "keep"),
         thumbnails=thumbnails,
-        thumbnail_format=values["thumbnail_format"] or "jpeg",
-        thumbnail_quality=85 if quality is None else quality,
+        thumbnail_quality=thumbnail_quality,
+        strip_metadata=values["strip_metadata"],
         preview=values["preview"],
         mapping_log=values["mapping_log"],
     )

@@ -24,15 +24,19 @@ headers) and asks again, until the verdict is ``PUT``, ``UPDATE`` or ``SKIP``.
 ``stupid`` never asks the store. ``add`` needs only to know whether the key exists.
 ``update`` compares content, cheapest evidence first:
 
-1. sizes differ (when the stored size is the local size: no gzip) -> changed, no hashing;
-2. the journal recorded this key with the same local size and mtime, and the store still
-   has the ETag the journal recorded -> unchanged, no hashing;
-3. otherwise the content is hashed and compared with the stored ETag (``digest``).
+1. sizes differ (when the stored size is the local size: no gzip, no --strip-metadata)
+   -> changed, no hashing;
+2. the journal recorded this key with the same local size and mtime, stored in the form
+   the run stores it (as it is, or stripped of metadata: ``headers.stored_form``), and
+   the store still has the ETag the journal recorded -> unchanged, no hashing;
+3. otherwise what the run would store (gzipped, stripped) is hashed and compared with
+   the stored ETag (``digest``).
 
 Then, for unchanged content only, the headers the object is stored with against those the
 run would put (``headers``: Content-Type, Content-Encoding, Cache-Control,
-Content-Disposition, Content-Language, Expires, x-amz-meta-*, and the storage class,
-encryption and ACL when the run gives them), cheapest evidence first:
+Content-Disposition, Content-Language, Expires, x-amz-meta-* but image mode's own width
+and height, and the storage class, encryption and ACL when the run gives them), cheapest
+evidence first:
 
 1. the journal recorded the fingerprint of the headers it put, and the store still has
    the ETag the journal recorded: equal to the run's -> same; different -> a HEAD tells;
@@ -56,11 +60,14 @@ from .headers import (
     CONTENT_HEADERS,
     DEFAULT_STORAGE_CLASS,
     HEAD,
+    IMAGE_FACTS_META,
     LISTING,
     META,
     SETTINGS,
     asks,
     recorded_acl,
+    recorded_form,
+    stored_form,
 )
 from .jobs import FAILED, SKIPPED, UNLISTED, JournalEntry, Remote, RemoteObject
 
@@ -115,13 +122,21 @@ class Rules(NamedTuple):
     """What of a run's configuration the verdict depends on (``Rules.of(cfg)``, once)."""
 
     mode: str  # ADD, STUPID or UPDATE
-    size_comparable: bool  # the stored size is the local size (no gzip)
+    size_comparable: bool  # the stored size is the local size (no gzip, no stripping)
     asks: str  # what the run asks of the stored headers (``headers.asks``)
     storage_class: Optional[str]  # the one the run gives
+    # How the run stores files when not as their local bytes (``headers.stored_form``): a
+    # journal row vouches only for an object stored in the same form.
+    form: str = ""
+    # x-amz-meta-* names written per object, not per run (image mode's width and
+    # height): never compared.
+    own_metadata: frozenset = frozenset()
 
     @classmethod
     def of(cls, cfg: "Config") -> "Rules":
-        return cls(cfg.put, not cfg.gzip, asks(cfg), cfg.storage_class)
+        form = stored_form(cfg)
+        return cls(cfg.put, not cfg.gzip and not form, asks(cfg), cfg.storage_class, form,
+                   IMAGE_FACTS_META if cfg.images else frozenset())
 
 
 class Evidence(NamedTuple):
@@ -139,11 +154,19 @@ def needs_remote(mode: str) -> bool:
     return mode != STUPID
 
 
-def journal_vouches(job: "Job", remote: RemoteObject, journal: Optional[JournalEntry]) -> bool:
+def journal_vouches(job: "Job", remote: RemoteObject, journal: Optional[JournalEntry],
+                    form: str = "") -> bool:
     """The journal recorded this very file (size, mtime) put as the object the store still
-    shows (ETag): the content is unchanged without reading it."""
-    return (journal is not None and journal.size == job.size
-            and journal.mtime_ns == job.mtime_ns and journal.etag == remote.etag)
+    shows (ETag), stored in the run's FORM: the content is unchanged without reading it.
+
+    A row that does not say its form (no fingerprint) was stored as the local bytes by
+    every version before stripping existed, but may be a hash-only row of a stripping
+    run: it vouches only for runs that store the local bytes as they are."""
+    if journal is None or journal.size != job.size or journal.mtime_ns != job.mtime_ns \
+            or journal.etag != remote.etag:
+        return False
+    recorded = recorded_form(journal.fingerprint)
+    return recorded == form if recorded is not None else not form
 
 
 def decide(rules: Rules, job: "Job", evidence: Evidence) -> Verdict:
@@ -164,7 +187,7 @@ def decide(rules: Rules, job: "Job", evidence: Evidence) -> Verdict:
     if same is None:
         if rules.size_comparable and remote.size != job.size:
             return Verdict(PUT, CHANGED)
-        if not journal_vouches(job, remote, evidence.journal):
+        if not journal_vouches(job, remote, evidence.journal, rules.form):
             return Verdict(COMPARE)
         same = True
     if not same:
@@ -195,7 +218,8 @@ def _headers_verdict(rules: Rules, remote: RemoteObject, evidence: Evidence) -> 
         else remote.headers
     if stored is None:
         return Verdict(HEADERS)
-    if same_headers(wanted.headers, stored, recorded_acl=recorded_acl(recorded)):
+    if same_headers(wanted.headers, stored, recorded_acl=recorded_acl(recorded),
+                    ignored=rules.own_metadata):
         return Verdict(SKIP, UNCHANGED, SEEN)
     return Verdict(UPDATE_METADATA, METADATA, SEEN)
 
@@ -208,14 +232,16 @@ def recorded_fingerprint(journal: Optional[JournalEntry], remote: RemoteObject
         else None
 
 
-def same_headers(wanted: dict, stored: dict, *, recorded_acl: Optional[str]) -> bool:
+def same_headers(wanted: dict, stored: dict, *, recorded_acl: Optional[str],
+                 ignored: frozenset = frozenset()) -> bool:
     """Does an object showing STORED (a HEAD's header set) have the WANTED headers?
 
     Content headers and x-amz-meta-* must be exactly the wanted ones (a header the run does
-    not put must be absent). Storage class and encryption are compared only when wanted;
-    the ACL, which no HEAD shows, only with RECORDED_ACL (the journal's; None: unknown)."""
+    not put must be absent), but for the IGNORED ones (written per object). Storage class
+    and encryption are compared only when wanted; the ACL, which no HEAD shows, only with
+    RECORDED_ACL (the journal's; None: unknown)."""
     names = {name for name in (*wanted, *stored)
-             if name in CONTENT_HEADERS or name.startswith(META)}
+             if (name in CONTENT_HEADERS or name.startswith(META)) and name not in ignored}
     if any(wanted.get(name) != stored.get(name) for name in names):
         return False
     for name in SETTINGS:

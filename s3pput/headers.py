@@ -5,7 +5,8 @@ An object's *header set* is a dict of lower-case HTTP names to values, holding o
 s3pput compares: ``content-type``, ``content-encoding``, ``cache-control``,
 ``content-disposition``, ``content-language``, ``expires`` (as an RFC 1123 date),
 ``x-amz-meta-NAME``, ``x-amz-storage-class``, ``x-amz-server-side-encryption`` and
-``x-amz-acl``. Tagging and the website redirect are put but not compared.
+``x-amz-acl``. Tagging and the website redirect are put but not compared. Image mode's
+x-amz-meta-width/height (``IMAGE_FACTS_META``) are each object's own, not the run's.
 
 Pure: no I/O. What a run puts depends only on the run and the file's Content-Type, so
 ``RunHeaders`` computes it (and its fingerprint) once per Content-Type.
@@ -40,6 +41,13 @@ PARAM_HEADERS = {
     "ACL": "x-amz-acl",
 }
 META = "x-amz-meta-"
+# Canned ACLs that let anyone read an object (image mode warns about locations in them).
+PUBLIC_ACLS = ("public-read", "public-read-write")
+# What image mode writes on each original and thumbnail: its own size in pixels, so that
+# a HEAD answers it. Per object, not per run: not in the run's headers (so not in their
+# fingerprint), not compared in image mode (``decide.Rules.own_metadata``), kept by an
+# update in place, and not a --header an image run may set.
+IMAGE_FACTS_META = frozenset({META + "width", META + "height"})
 # What an object has exactly as a put makes it: a header the run does not put must be
 # absent from the object too.
 CONTENT_HEADERS = ("content-type", "content-encoding", "cache-control", "content-disposition",
@@ -131,6 +139,24 @@ def thumbnail_params(params: Dict, mime: str) -> Dict:
     return params
 
 
+def with_size(params: Dict, width: int, height: int) -> Dict:
+    """PARAMS (a copy) with an image's size as x-amz-meta-width and x-amz-meta-height,
+    beside the run's own metadata."""
+    params = dict(params)
+    params["Metadata"] = {**params.get("Metadata", {}), "width": str(width),
+                          "height": str(height)}
+    return params
+
+
+def stored_size(headers: Optional[Mapping[str, str]]) -> Optional[Tuple[int, int]]:
+    """The (width, height) a header set shows as x-amz-meta-width/height, None when it
+    shows none (or nonsense)."""
+    try:
+        return int(headers[META + "width"]), int(headers[META + "height"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def normal_date(value: str) -> str:
     """An HTTP date in the one form S3 answers with (``Tue, 01 Jan 2030 00:00:00 GMT``);
     VALUE itself if it is not an RFC 1123 date."""
@@ -166,21 +192,38 @@ def from_http(raw: Mapping[str, str]) -> Headers:
     return found
 
 
-def fingerprint(headers: Headers) -> str:
+def fingerprint(headers: Headers, form: str = "") -> str:
     """A short fingerprint of a header set, equal for equal sets: 16 hex digits, then
     ``/ACL`` when there is one (S3 never shows an object's ACL, so the journal keeps it
-    readable: see ``recorded_acl``)."""
+    readable: see ``recorded_acl``), then ``#FORM`` when the run stores its files in
+    another form than the local bytes (``stored_form``: the journal keeps which, so that
+    its rows vouch only for objects stored the way the run would store them)."""
     shown = sorted((name, value) for name, value in headers.items() if name != "x-amz-acl")
     digest = hashlib.sha256(json.dumps(["s3pput headers 1", shown]).encode("utf-8"))
     acl = headers.get("x-amz-acl")
-    return digest.hexdigest()[:16] + (f"/{acl}" if acl else "")
+    return digest.hexdigest()[:16] + (f"/{acl}" if acl else "") + (f"#{form}" if form else "")
 
 
 def recorded_acl(fingerprint_text: Optional[str]) -> Optional[str]:
     """The canned ACL a FINGERPRINT records ("" for none), None when there is none."""
     if fingerprint_text is None:
         return None
-    return fingerprint_text.partition("/")[2]
+    return fingerprint_text.partition("#")[0].partition("/")[2]
+
+
+def recorded_form(fingerprint_text: Optional[str]) -> Optional[str]:
+    """The stored form a FINGERPRINT records ("" for the local bytes as they are), None
+    when there is no fingerprint (an older journal, a row of a hash only)."""
+    if fingerprint_text is None:
+        return None
+    return fingerprint_text.partition("#")[2]
+
+
+def stored_form(cfg: Config) -> str:
+    """How the run's files are stored, when not byte for byte as they are locally and
+    that is not in their headers: ``strip-location`` or ``strip-all`` for originals in
+    image mode with --strip-metadata; "" otherwise (gzip shows in Content-Encoding)."""
+    return f"strip-{cfg.strip_metadata}" if cfg.images and cfg.strip_metadata else ""
 
 
 def asks(cfg: Config) -> str:
@@ -236,6 +279,7 @@ class RunHeaders:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.asks = asks(cfg)
+        self.form = stored_form(cfg)
         self.cache: Dict[str, Wanted] = {}
 
     def for_type(self, ctype: str) -> Wanted:
@@ -244,5 +288,6 @@ class RunHeaders:
             gzip = self.cfg.gzip and should_gzip(ctype, self.cfg.gzip_types)
             params = put_params(self.cfg, ctype, gzip)
             headers = header_set(params)
-            wanted = self.cache[ctype] = Wanted(params, headers, fingerprint(headers))
+            wanted = self.cache[ctype] = Wanted(params, headers,
+                                                fingerprint(headers, self.form))
         return wanted

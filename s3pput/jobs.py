@@ -68,7 +68,9 @@ class Job(NamedTuple):
     remote: Remote  # RemoteObject | None | UNLISTED (see above)
     journal: Optional[JournalEntry] = None  # the last recorded put of this key, if any
     number: Optional[int] = None  # image mode: the file's sequence number
-    thumbnail_keys: Tuple[Tuple[str, str], ...] = ()  # image mode: (spec name, key) pairs
+    # image mode: (spec name, key) of each thumbnail, one per size and format, in the
+    # order of ``keys.renditions``
+    thumbnail_keys: Tuple[Tuple[str, str], ...] = ()
     create_only: bool = False  # image mode: a number this run gave: its keys must be new
     #                            (put with If-None-Match: *; if one exists: FAILED, kept)
 
@@ -80,6 +82,29 @@ class Job(NamedTuple):
             fields.setdefault("extra_keys", tuple(key for _, key in self.thumbnail_keys))
         fields.setdefault("size", self.size)
         return Result(self.seq, self.display, self.key, outcome, reason, **fields)
+
+
+class Rendition(NamedTuple):
+    """One thumbnail of an image as stored (or as a dry run would store it)."""
+
+    folder: str  # the --thumbnail name
+    key: str
+    format: str  # "jpeg", "png", "webp" or "avif"
+    content_type: str
+    width: int
+    height: int
+
+
+class StoredImage(NamedTuple):
+    """What a web page needs to show one image that image mode put: its upright size, a
+    placeholder, the original as stored and every thumbnail."""
+
+    width: int  # as viewers show it (EXIF orientation or irot/imir applied)
+    height: int
+    thumbhash: Optional[str]  # standard base64; None when it could not be made
+    content_type: str  # the original's
+    stored_bytes: int  # the original's size as stored (after --strip-metadata)
+    thumbnails: Tuple[Rendition, ...]
 
 
 class Result(NamedTuple):
@@ -100,6 +125,8 @@ class Result(NamedTuple):
     number: Optional[int] = None  # image mode: the sequence number given
     preview: Optional[bytes] = None  # --dry-run --preview: the first thumbnail's bytes
     fingerprint: str = ""  # of the stored object's headers, when this run knows it (journal)
+    image: Optional[StoredImage] = None  # image mode, uploaded: the facts for the page
+    location: bool = False  # image mode: the original read carries a location (GPS)
 
 
 UPLOADED = "uploaded"

@@ -81,3 +81,39 @@ def image_keys(prefix: str, reldir: Sequence[str], number: int, extension: str,
     """
     name = f"{number}.{extension.lower()}" if extension else str(number)
     return [join_key(prefix, [*reldir, folder, name]) for folder in folders]
+
+
+def renditions(thumbnails: Sequence[tuple]) -> list[tuple[str, str]]:
+    """(folder, format) of every thumbnail of an image, in the order they are made and
+    named: size by size, each in the order of its formats. THUMBNAILS: the run's
+    (name, width, height, formats) sizes."""
+    return [(name, fmt) for name, _, _, formats in thumbnails for fmt in formats]
+
+
+def thumbnail_keys(prefix: str, reldir: Sequence[str], stored_name: str,
+                   thumbnails: Sequence[tuple]) -> list[str]:
+    """Keys of one image's thumbnails, in the order of ``renditions``.
+
+    A size in one format keeps the original's file name (``thumbnail/1.heic`` holding a
+    JPEG: the layout of the DigitalOcean uploader, an app swaps ``original`` for the
+    folder). A size in several formats stores each under the original's stem with the
+    format's own extension (``card/1.avif``, ``card/1.webp``, ``card/1.jpg``), so an app
+    computes every key from the number (or, with ``--rename keep``, from the stem).
+    """
+    from .images.formats import normalize_format
+
+    base, dot, _ = stored_name.rpartition(".")
+    stem = base if dot and base else stored_name
+    keys = []
+    for name, _, _, formats in thumbnails:
+        for fmt in formats:
+            file_name = stored_name if len(formats) == 1 else \
+                f"{stem}.{normalize_format(fmt).extension}"
+            keys.append(join_key(prefix, [*reldir, name, file_name]))
+    return keys
+
+
+def image_folder(original_key: str) -> str:
+    """The key prefix of the source directory an original came from (``PREFIX/DIR``, ""
+    at the top of a bucket): where its folder's manifest and index are."""
+    return original_key.rsplit("/", 2)[0] if original_key.count("/") >= 2 else ""

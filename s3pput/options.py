@@ -22,6 +22,7 @@ from . import checks
 from .decide import PUT_MODES
 from .errors import UsageError
 from .filters import EXCLUDE, INCLUDE, Rule
+from .images.formats import DEFAULT_QUALITY
 
 # Kinds of option
 VALUE = "value"  # takes one value: --bucket B
@@ -140,13 +141,23 @@ OPTIONS: Tuple[Option, ...] = (
            "image names: sequential (default with --images) or keep",
            choices=("sequential", "keep")),
     Option("thumbnail", ("--thumbnail",), IMAGES,
-           "thumbnail folder and size (repeatable; default thumbnail=200x300)", kind=LIST,
-           metavar="NAME=WxH"),
+           "thumbnail folder and size, optionally its own formats, e.g. "
+           "card=400x600:avif,jpeg (repeatable; default thumbnail=200x300)", kind=LIST,
+           metavar="NAME=WxH[:FORMAT,...]"),
     Option("thumbnail_format", ("--thumbnail-format",), IMAGES,
-           "thumbnail format (default jpeg)", metavar="jpeg|png|webp"),
+           "thumbnail format, or several for <picture> (avif,webp,jpeg: each stored as "
+           "NUMBER.EXT); sizes without formats of their own get these (default jpeg)",
+           metavar="FORMAT[,FORMAT...]", check=checks.check_thumbnail_formats),
     Option("thumbnail_quality", ("--thumbnail-quality",), IMAGES,
-           "thumbnail JPEG/WebP quality, 1 to 100 (default 85)", parse=int, metavar="Q",
-           check=checks.check_quality),
+           "quality 1 to 100 of every lossy thumbnail format (Q), or per format "
+           "(avif=60,jpeg=85) (default " + ",".join(
+               f"{name}={quality}" for name, quality in DEFAULT_QUALITY.items() if quality)
+           + ": they look alike)",
+           metavar="Q|FORMAT=Q,...", check=checks.check_thumbnail_quality),
+    Option("strip_metadata", ("--strip-metadata",), IMAGES,
+           "remove from the stored originals, without re-encoding: location (GPS, XMP "
+           "places), or all (every EXIF, XMP and comment but the orientation and the colour "
+           "profile); a file that cannot be stripped fails", choices=("location", "all")),
     Option("preview", ("--preview",), IMAGES,
            "with --dry-run: write an HTML contact sheet of the thumbnails",
            metavar="FILE.html"),

@@ -20,9 +20,11 @@ from typing import Dict, List, Tuple
 
 import pytest
 from conftest import body_of, keys_of, make_tree
+from pictures import encode
 from PIL import Image, ImageOps, ImageStat
 
 MANIFEST = ".s3pput-manifest.json"
+INDEX = ".s3pput-index.json"
 PORTRAIT = (300, 450)  # 2:3, like the default 200x300 thumbnail box
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -32,11 +34,6 @@ DARK, PINK = (30, 30, 30), (255, 160, 200)
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    out = io.BytesIO()
-    image.save(out, fmt, **options)
-    return out.getvalue()
 
 
 def solid(colour, fmt: str = "PNG", size=PORTRAIT, **options) -> bytes:
@@ -91,11 +88,19 @@ def counts(summary: dict) -> Tuple[int, int, int, int]:
 
 
 def without_manifests(keys) -> set:
-    return {key for key in keys if not key.endswith("/" + MANIFEST) and key != MANIFEST}
+    """KEYS but the folders' manifests and indexes."""
+    return {key for key in keys
+            if key.rsplit("/", 1)[-1] not in (MANIFEST, INDEX)}
 
 
 def manifest_files(s3, bucket: str, key: str) -> Dict[str, int]:
     return json.loads(body_of(s3, bucket, key))["files"]
+
+
+def without_facts(line: str) -> str:
+    """A plan line without the image facts that end it."""
+    head, facts, _ = line.partition("): ")
+    return head + ")" if facts else line
 
 
 def read_mapping(path: Path) -> List[dict]:
@@ -143,10 +148,10 @@ def test_s3pput_images_key_layout_numbering_bytes_and_types(cli, s3, bucket, src
     for _, _, _, original, _ in LAYOUT:
         expected |= {original, original.replace("/original/", "/thumbnail/")}
     assert without_manifests(found) == expected
-    # one manifest per source directory, under the prefix
+    # one manifest and one index per source directory, under the prefix
     assert set(found) - expected == {
-        f"avatar/{MANIFEST}", f"avatar/female/{MANIFEST}", f"avatar/male/{MANIFEST}",
-        f"avatar/male/young/{MANIFEST}"}
+        f"avatar/{folder}{name}" for name in (MANIFEST, INDEX)
+        for folder in ("", "female/", "male/", "male/young/")}
     assert manifest_files(s3, bucket, f"avatar/female/{MANIFEST}") == {
         "0001_x.png": 1, "0002_y.png": 2, "alpha.jpeg": 3, "zeta.JPEG": 4}
 
@@ -419,7 +424,10 @@ def test_s3pput_images_dry_run_writes_nothing_and_prints_the_plan(cli, s3, bucke
         f"would upload {src / rel} -> s3://{bucket}/avatar/{pattern.format('original')}, "
         f"s3://{bucket}/avatar/{pattern.format('thumbnail')} (new)"
         for rel, pattern in DRY_KEYS.items())
-    assert plan == expected
+    assert [without_facts(line) for line in plan] == expected
+    # each line ends with the image's facts: its size, its thumbnail's, its placeholder
+    assert all(re.search(r"\(new\): 300x450, thumbnail 200x300 jpeg, thumbhash [A-Za-z0-9+/]+=*$",
+                         line) for line in plan), plan
     assert re.search(r"^would put 3 files, .*, 0 skipped, 0 failed", result.stdout, re.M)
 
     # the real run does what the plan said
@@ -441,7 +449,7 @@ def test_s3pput_images_dry_run_after_a_run_plans_the_next_numbers_and_writes_not
     summary = summary_of(ok(result))
     assert counts(summary) == (3, 2, 1, 0)
     assert summary["skipped_reasons"] == {"unchanged": 1}
-    plan = sorted(line for line in result.stderr.splitlines()
+    plan = sorted(without_facts(line) for line in result.stderr.splitlines()
                   if line.startswith("would upload"))
     assert plan == [
         f"would upload {src / 'a.png'} -> s3://{bucket}/avatar/original/3.png, "

@@ -10,6 +10,7 @@ import warnings
 import zlib
 
 import pytest
+from pictures import encode
 from PIL import Image, ImageChops, ImageCms, ImageFile, ImageFilter, ImageOps
 
 from s3pput import images
@@ -29,11 +30,6 @@ BOX = ThumbnailSpec("thumbnail", 200, 300)
 
 
 # --- helpers -------------------------------------------------------------------------
-
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    out = io.BytesIO()
-    image.save(out, fmt, **options)
-    return out.getvalue()
 
 
 def decode(thumb: Thumbnail) -> Image.Image:

@@ -8,6 +8,7 @@ import io
 import struct
 
 import pytest
+from pictures import decoded, encode
 from PIL import Image, PngImagePlugin
 from test_images import _wide_gamut_profile
 
@@ -34,16 +35,6 @@ XMP = (b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>'
 LOCATION_MARKS = [b"WGS-84", b"GPSLatitude", b"GPSLongitude", b"48,51.4833N", b"Paris"]
 
 
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    out = io.BytesIO()
-    image.save(out, fmt, **options)
-    return out.getvalue()
-
-
-def decoded(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
 
 
 def gps_exif(orientation: int = 6) -> bytes:

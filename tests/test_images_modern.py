@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+from pictures import decoded, encode
 from PIL import AvifImagePlugin, Image, ImageChops, ImageDraw, ImageFilter, ImageOps
 from test_images import _p3_to_srgb, _wide_gamut_profile, near
 
@@ -38,16 +39,6 @@ ORIENTATION = 0x0112
 
 # --- helpers -------------------------------------------------------------------------
 
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    out = io.BytesIO()
-    image.save(out, fmt, **options)
-    return out.getvalue()
-
-
-def decoded(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
 
 
 def quadrants(size=(96, 64)) -> Image.Image:

@@ -112,7 +112,7 @@ def test_two_image_runs_from_two_machines_on_one_prefix_store_all_60_numbered_ap
     assert set(manifest) == set(sources)
     assert sorted(manifest.values()) == list(range(1, 61))  # none shared, none skipped
     stored = keys_of(s3, bucket, "avatar/")
-    assert set(stored) == {f"avatar/photos/{MANIFEST}",
+    assert set(stored) == {f"avatar/photos/{MANIFEST}", "avatar/photos/.s3pput-index.json",
                            *(f"avatar/photos/original/{n}.jpg" for n in range(1, 61)),
                            *(f"avatar/photos/thumbnail/{n}.jpg" for n in range(1, 61))}
     for name, number in manifest.items():  # each under the number its manifest gives it
@@ -183,8 +183,9 @@ def test_extra_requests_a_probe_once_per_run_that_numbers_and_none_otherwise(
         ok(Started(proxy.url, tmp_path / "home", "--bucket", bucket, "--put", "add",
                    "--json", plain).finish())
         add = proxy.by_method
-    # 3 originals + 3 thumbnails + the manifest, and the probe: 3 PUT and 1 DELETE
-    assert (first["PUT"], first["DELETE"]) == (3 * 2 + 1 + 3, 1)
+    # 3 originals + 3 thumbnails + the manifest + the folder index, and the probe: 3 PUT
+    # and 1 DELETE
+    assert (first["PUT"], first["DELETE"]) == (3 * 2 + 1 + 1 + 3, 1)
     assert (rerun["PUT"], rerun["DELETE"]) == (0, 0)
     assert (add["PUT"], add["DELETE"]) == (3, 0)  # If-None-Match rides on the PUTs
     assert not [key for key in keys_of(s3, bucket) if PROBE in key]
@@ -221,8 +222,9 @@ def test_probe_finds_a_store_that_ignores_the_headers_and_numbers_under_a_lock(
     assert "the store does not honour conditional writes" in result.stderr
     assert (lock["pid"], lock["host"]) == (run.pid, socket.gethostname())
     # the probe's two creates (a second create that succeeds ends it), and the
-    # create-only PUTs of the two new images (thumbnail and original each)
-    assert stripped == 2 + 2 * 2
+    # create-only PUTs of the two new images (thumbnail and original each), and the
+    # folder index's create
+    assert stripped == 2 + 2 * 2 + 1
     stored = keys_of(s3, bucket)
     assert f"avatar/{LOCK}" not in stored  # removed at the end
     assert not [key for key in stored if PROBE in key]

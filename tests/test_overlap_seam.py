@@ -407,5 +407,6 @@ def test_two_runs_appending_one_mapping_log_never_interleave_within_a_row(tmp_pa
     for writer in range(2):
         mine = [row for row in rows[1:] if row[0].startswith(f"writer{writer}/")]
         assert [row[1] for row in mine] == [str(n) for n in range(3000)]
-        assert all(row[0].endswith(f"/{row[1]}.jpg") and len(row) == 6 for row in mine)
+        assert all(row[0].endswith(f"/{row[1]}.jpg") and len(row) == len(MAPPING_FIELDS)
+                   for row in mine)
     assert len(rows) == 1 + 2 * 3000

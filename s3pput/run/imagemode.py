@@ -2,8 +2,9 @@
 
 Layout: a file ``female/0001_x.png`` numbered 1 goes to ``PREFIX/female/original/1.png``
 and its thumbnails to ``PREFIX/female/thumbnail/1.png`` (one folder per ``--thumbnail``
-spec, the same file name in each). Files directly under SOURCE go to
-``PREFIX/original/N.ext``.
+spec, the same file name in each; a size in several formats as ``card/1.avif``,
+``card/1.webp``...: see ``keys.thumbnail_keys``). Files directly under SOURCE go to
+``PREFIX/original/N.ext``. The folder's index of facts is the statter's (``index``).
 
 Numbering (``--rename sequential``): within each source directory, images are numbered
 1, 2, 3... in alphabetical order of their names, the first time they are seen. The
@@ -38,7 +39,7 @@ from ..errors import FileError, ListingBroken, PreconditionFailed
 from ..headers import content_type_of
 from ..images import SNIFF_BYTES, sniff_image
 from ..jobs import FAILED, SKIPPED, UNLISTED, Job, Remote, RemoteObject, Result
-from ..keys import ORIGINAL_FOLDER, check_key, image_keys, join_key
+from ..keys import ORIGINAL_FOLDER, check_key, join_key, renditions, thumbnail_keys
 from ..overlap import WriteGuard
 from ..sources import Entry, walk_directories
 from ..store import Store
@@ -110,7 +111,11 @@ class ImageWalker(WalkerBase):
 
     def __init__(self, cfg: Config, store: Store, **common):
         super().__init__(cfg, store, **common)
-        self.folders = [ORIGINAL_FOLDER, *[name for name, _, _ in cfg.thumbnails]]
+        self.layout = renditions(cfg.thumbnails)  # (folder, format) of each thumbnail
+        # With --rename keep, a size stored in several formats names its files by the
+        # original's stem: a.png and a.jpg of one folder would share them.
+        self.by_stem = cfg.rename != "sequential" and \
+            any(len(formats) > 1 for *_, formats in cfg.thumbnails)
         # With several SOURCEs, the same folder may come from two of them: names seen
         # per folder, so that two files never get one number (and one key).
         self.seen: Optional[Dict[Tuple[str, ...], set]] = {} if len(cfg.sources) > 1 else None
@@ -190,22 +195,32 @@ class ImageWalker(WalkerBase):
             for entry, _ in images:
                 yield self.outcome(entry, "", FAILED, error)
             return
+        stems: Dict[str, str] = {}  # --rename keep, several formats: stem -> its file
         for entry, kind in images:
             name = entry.parts[-1]
             if self.cfg.rename == "sequential":
-                keys = image_keys(self.prefix, reldir, numbers[name],
-                                  _extension(name, kind.extension), self.folders)
+                stored_name = f"{numbers[name]}.{_extension(name, kind.extension)}"
             else:
-                keys = [join_key(self.prefix, [*reldir, folder, name])
-                        for folder in self.folders]
+                stored_name = name
+            original = join_key(self.prefix, [*reldir, ORIGINAL_FOLDER, stored_name])
+            keys = [original, *thumbnail_keys(self.prefix, reldir, stored_name,
+                                              self.cfg.thumbnails)]
             try:
                 for key in keys:
                     check_key(key, path=entry.display)
             except FileError as err:
                 yield self.outcome(entry, keys[0], FAILED, err.message)
                 continue
-            original = keys[0]
-            thumbnails = tuple(zip(self.folders[1:], keys[1:], strict=True))
+            if self.by_stem:
+                clash = stems.setdefault(name.rpartition(".")[0] or name, name)
+                if clash != name:
+                    yield self.outcome(entry, original, FAILED,
+                                       f"its thumbnails would have the keys of {clash}'s "
+                                       "(the same name but for the extension, with several "
+                                       "formats per size and --rename keep)")
+                    continue
+            thumbnails = tuple(zip((folder for folder, _ in self.layout), keys[1:],
+                                   strict=True))
             job = Job(self._next_seq(), entry.display, original, entry.source, entry.size,
                       entry.mtime_ns, self.remote_of(original, remote),
                       self.journal_lookup(original), numbers.get(name), thumbnails,

@@ -1,14 +1,20 @@
-"""The bytes of one job as they will be stored: read once, checked unchanged, gzipped on
-demand, hashed the way the store hashes them.
+"""The bytes of one job as they will be stored: read once, checked unchanged, stripped of
+metadata and gzipped on demand, hashed the way the store hashes them.
 
 A file is never stored half-written: a single PUT sends bytes that were read completely
 between two identical ``fstat``s; a multipart upload is completed only if the file is
 unchanged after its last part was read (``Payload.check_unchanged``).
+
+An image-mode original is read whole, whatever its size, when the run strips its metadata
+(``--strip-metadata``: what is stored is the stripped bytes, which need the whole file) or
+needs to know whether it carries a location (``location_matters``); it then goes up in
+parts from memory if the stored bytes are over the multipart threshold.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import time
 from typing import BinaryIO, Iterator, Optional
@@ -16,8 +22,8 @@ from typing import BinaryIO, Iterator, Optional
 from ..config import Config
 from ..content import SNIFF_BYTES, GzipReader, gzip_bytes, should_gzip
 from ..digest import Digest, digest_bytes, digest_stream
-from ..errors import FileError
-from ..headers import content_type_of
+from ..errors import FileError, ImageError
+from ..headers import PUBLIC_ACLS, content_type_of
 from ..jobs import Job
 from ..sources import open_source
 
@@ -43,6 +49,19 @@ def sniffed_type(cfg: Config, job: Job, name: str, head: bytes) -> str:
     return content_type_of(cfg, name, head, kind.mime if kind else "")
 
 
+def location_matters(cfg: Config) -> bool:
+    """Whether the run must know which originals carry a location: a dry run says so per
+    original; a run that makes them readable by anyone (a public ACL) without
+    --strip-metadata warns about them."""
+    return cfg.images and (cfg.dry_run or (cfg.acl in PUBLIC_ACLS and not cfg.strip_metadata))
+
+
+def reads_whole(cfg: Config, job: Job) -> bool:
+    """Whether JOB's file is read whole into memory whatever its size: an image original
+    whose stored bytes depend on all of it (stripped), or whose location is asked."""
+    return bool(job.thumbnail_keys) and bool(cfg.strip_metadata or location_matters(cfg))
+
+
 def _same_file(before: os.stat_result, after: os.stat_result) -> bool:
     return (before.st_size, before.st_mtime_ns, before.st_ino) == \
         (after.st_size, after.st_mtime_ns, after.st_ino)
@@ -57,8 +76,9 @@ class Payload:
         name = job.key.rsplit("/", 1)[-1]
         self.handle: Optional[BinaryIO] = None
         self.head = b""
-        self.multipart = job.size > cfg.multipart_threshold
-        self.data: Optional[bytes] = None  # whole (stored) body, single PUT only
+        self.whole = job.size <= cfg.multipart_threshold or reads_whole(cfg, job)
+        self.strip = cfg.strip_metadata if job.thumbnail_keys else None
+        self.data: Optional[bytes] = None  # the whole local content, when read whole
         self.local_md5 = ""
         self._body: Optional[bytes] = None
         self._body_md5: Optional[bytes] = None
@@ -66,12 +86,16 @@ class Payload:
         self._open()
         self.ctype = sniffed_type(cfg, job, name, self.head)
         self.gzip = cfg.gzip and should_gzip(self.ctype, cfg.gzip_types)
+        # Put in parts when what is stored is large: decided by the stored bytes when they
+        # are in memory (a stripped original), else by the file's size.
+        self.multipart = len(self.body()) > cfg.multipart_threshold \
+            if self.data is not None else True
 
     def _open(self) -> None:
         self.handle = open_source(self.job.source, self.job.size, self.job.display)
         if self.job.source.kind in ("file", "spool"):
             self.stat0 = os.fstat(self.handle.fileno())
-        if not self.multipart:
+        if self.whole:
             raw = self.handle.read()
             self.check_unchanged(len(raw))
             self.data = raw
@@ -102,11 +126,39 @@ class Payload:
 
     # -- the stored body -------------------------------------------------------------
     def body(self) -> bytes:
-        """The stored body of a single PUT (made once)."""
+        """The stored body of content read whole (made once): stripped of metadata, then
+        gzipped, as the run asks; ``data`` itself when neither changes it. Raises
+        ``ImageError`` for an original that cannot be stripped: it must not go up with
+        its location."""
         assert self.data is not None
         if self._body is None:
-            self._body = gzip_bytes(self.data) if self.gzip else self.data
+            body = self.data
+            if self.strip:
+                body = self._stripped(body)
+            self._body = gzip_bytes(body) if self.gzip else body
         return self._body
+
+    def _stripped(self, data: bytes) -> bytes:
+        from ..images.metadata import strip_metadata
+
+        try:
+            return strip_metadata(data, self.strip, path_for_errors=self.job.display)
+        except ImageError as err:
+            raise ImageError(f"not uploaded: its metadata ({self.strip}) cannot be stripped: "
+                             f"{err.message}", op="strip metadata",
+                             path=self.job.display) from err
+
+    def location(self) -> bool:
+        """Whether the original as read carries a location (a GPS position, an XMP place);
+        metadata too damaged to tell counts as carrying one. Needs the content read whole
+        (``reads_whole``)."""
+        from ..images.metadata import has_location
+
+        assert self.data is not None
+        try:
+            return has_location(self.data)
+        except ImageError:
+            return True
 
     def body_md5(self) -> bytes:
         """The raw MD5 of ``body()`` (computed once: large originals are costly)."""
@@ -114,20 +166,32 @@ class Payload:
             self._body_md5 = hashlib.md5(self.body()).digest()
         return self._body_md5
 
+    def stored_size(self) -> int:
+        """The bytes the store holds once this is put: the stored body's, or the file's
+        when it is streamed as it is."""
+        return len(self.body()) if self.data is not None else self.job.size
+
     def stream(self) -> BinaryIO:
         """A fresh stream of the stored body (multipart)."""
+        if self.data is not None:
+            return io.BytesIO(self.body())
         self.handle.seek(0)
         return GzipReader(self.handle) if self.gzip else self.handle
 
     def digest(self, part_size: int) -> Digest:
-        if not self.multipart:
+        """The digest of the stored body, in parts of PART_SIZE."""
+        if self.data is not None:
             digest = digest_bytes(self.body(), part_size)
             self._body_md5 = bytes.fromhex(digest.md5)
         else:
             digest = digest_stream(self.stream(), part_size)
-        if not self.gzip:
+        if self._stored_as_read():
             self.local_md5 = digest.md5
         return digest
+
+    def _stored_as_read(self) -> bool:
+        """The stored body is the local content itself (no gzip, nothing stripped)."""
+        return not self.gzip and (self.data is None or self.body() is self.data)
 
     def parts(self, part_size: int) -> Iterator[bytes]:
         """The stored body in parts of PART_SIZE. No MD5 of the whole file is taken on the
@@ -146,7 +210,7 @@ class Payload:
     def known_md5(self) -> str:
         """Hex MD5 of the local content (before gzip) if it was computed on the way, or
         is free (the body's MD5 without gzip); never re-reads or re-hashes for this."""
-        if not self.local_md5 and self.data is not None and not self.gzip:
+        if not self.local_md5 and self.data is not None and self._stored_as_read():
             self.local_md5 = self.body_md5().hex()
         return self.local_md5
 

@@ -20,7 +20,8 @@ from typing import IO, Dict, Optional
 
 import humanize
 
-from ..config import Config
+from ..config import MAPPING_LOG, Config
+from ..headers import PUBLIC_ACLS
 from ..jobs import (
     CUT_LIMIT,
     CUT_STOP,
@@ -35,7 +36,9 @@ from ..jobs import (
     Walked,
     WalkerDone,
 )
+from ..reports import facts_text
 from ..stats import Stats, human_summary, json_summary
+from .index import flush, open_spool
 
 PLAIN_PROGRESS_EVERY = 10.0  # seconds between progress lines when not on a terminal
 
@@ -154,20 +157,26 @@ class Progress:
 
 
 def report(log: Log, cfg: Config, result: Result) -> None:
-    """Tell the user about one outcome, at the level it deserves."""
+    """Tell the user about one outcome, at the level it deserves. An uploaded image's line
+    ends with its facts (``reports.facts_text``)."""
     target = f"s3://{cfg.bucket}/{result.key}"
     if result.outcome == FAILED:
         log.error(f"failed {result.display} -> {target}: {result.reason}")
     elif result.outcome == UPLOADED:
         extra = "".join(f", s3://{cfg.bucket}/{key}" for key in result.extra_keys)
+        facts = facts_text(result.image, result.location, bool(cfg.strip_metadata))
+        facts = f": {facts}" if facts else ""
         if cfg.dry_run:
-            log.plan(f"would upload {result.display} -> {target}{extra} ({result.reason})")
+            log.plan(f"would upload {result.display} -> {target}{extra} ({result.reason})"
+                     f"{facts}")
         else:
-            log.info(f"uploaded {result.display} -> {target}{extra} ({result.reason})")
+            log.info(f"uploaded {result.display} -> {target}{extra} ({result.reason}){facts}")
     elif result.outcome == UPDATED:
         extra = "".join(f", s3://{cfg.bucket}/{key}" for key in result.extra_keys)
         verb = "would update" if cfg.dry_run else "updated"
         line = f"{verb} metadata of {result.display} -> {target}{extra} ({result.reason})"
+        if result.location:
+            line += ": " + facts_text(None, True, False)
         if cfg.dry_run:
             log.plan(line)
         else:
@@ -209,7 +218,7 @@ class Statter:
 
     def __init__(self, cfg: Config, log: Optional[Log] = None):
         from ..journal import Journal
-        from ..reports import open_reports, preview_mime
+        from ..reports import open_reports
 
         self.cfg = cfg
         self.log = log or Log(verbose=cfg.verbose, quiet=cfg.quiet, json_mode=cfg.json,
@@ -225,7 +234,13 @@ class Statter:
         self.journal = Journal(cfg.state_file, write=True) \
             if cfg.state_file and not cfg.dry_run else None
         self.mapping, self.preview = open_reports(cfg)
-        self.preview_type = preview_mime(cfg.thumbnail_format) if self.preview else ""
+        if self.mapping is not None and self.mapping.left_out:
+            self.log.warning(f"the mapping log {cfg.mapping_log or MAPPING_LOG} has the "
+                             "columns of an older s3pput: its new rows go without "
+                             f"{', '.join(self.mapping.left_out)} (a new file gets them)")
+        # The folder indexes' entries, written at the end (``index``).
+        self.index = open_spool(cfg) if cfg.images and not cfg.dry_run else None
+        self.located = 0  # originals put that carry a location, when the run must know
 
     def serve(self, messages: "queue.Queue") -> Dict:
         """Handle MESSAGES until ``Finish``; return the summary."""
@@ -244,6 +259,8 @@ class Statter:
         if isinstance(message, Results):
             if self.journal is not None:
                 self.journal.record(message.results)
+            if self.index is not None:
+                self.index.add(message.results)
             for result in message.results:
                 if self.outstanding.pop(result.seq, None) is None:
                     self.early.add(result.seq)
@@ -252,7 +269,10 @@ class Statter:
                 if self.mapping is not None:
                     self.mapping.add(result)
                 if self.preview is not None:
-                    self.preview.add(result, self.preview_type)
+                    self.preview.add(result, facts_text(result.image, result.location,
+                                                        bool(self.cfg.strip_metadata)))
+                if result.location and result.outcome in (UPLOADED, UPDATED):
+                    self.located += 1
         elif isinstance(message, Walked):
             for seq, display, key, size in message.notes:
                 if seq in self.early:
@@ -276,9 +296,27 @@ class Statter:
         """Every worker has exited: reconcile, close the files, print the summary."""
         stats, log = self.stats, self.log
         self.progress.close()
+        if self.index is not None:
+            # Even after a stop: what was uploaded is in place, and a later run that finds
+            # it unchanged would never add its entries.
+            if not stats.fatal:
+                try:
+                    problem = flush(self.cfg, self.index)
+                except Exception as err:  # noqa: BLE001 - a defect here must not lose the summary
+                    problem = f"could not write the folder indexes: {type(err).__name__}: {err}"
+                if problem:
+                    stats.errors.append(problem)
+            self.index.close()
         for closable in (self.journal, self.mapping, self.preview):
             if closable is not None:
                 closable.close()
+        if self.located and self.cfg.acl in PUBLIC_ACLS and not self.cfg.strip_metadata:
+            many = self.located > 1
+            now = "would be" if self.cfg.dry_run else "are" if many else "is"
+            log.warning(f"{self.located:,} original{'s' if many else ''} carrying a location "
+                        f"(GPS) put by this run {now} readable by anyone (ACL "
+                        f"{self.cfg.acl}); --strip-metadata location stores originals "
+                        "without it")
         stats.interrupted = finish.interrupted
         for code in finish.dead_putters:
             stats.errors.append(f"a putter process died (exit code {code})")

@@ -45,13 +45,15 @@ from ..errors import (
     S3pputError,
     TransientError,
 )
-from ..headers import RunHeaders, thumbnail_params, type_by_name
+from ..headers import RunHeaders, stored_size, thumbnail_params, type_by_name, with_size
 from ..jobs import FAILED, SKIPPED, UPDATED, UPLOADED, Job, RemoteObject, Result
+from ..keys import renditions
 from ..sources import open_source
 from ..store import Store, run_now
 from ..store.multipart import part_size_for
 from .concurrency import Controller, Limiter, MemoryBudget, PartWindow, RateLimiter
-from .payload import Changed, Payload, images, sniffed_type
+from .imageput import Rendered, render
+from .payload import Changed, Payload, images, location_matters, reads_whole, sniffed_type
 
 
 class UploadSlots:
@@ -192,6 +194,9 @@ class Transfer:
 
     def memory_of(self, job: Job) -> int:
         """The bytes of body JOB holds at once (see the class docstring)."""
+        if reads_whole(self.cfg, job):
+            # the file, and a stripped copy of it
+            return job.size * (2 if self.cfg.strip_metadata else 1)
         if job.size > self.cfg.multipart_threshold:  # what makes a Payload multipart
             return (PARTS_IN_FLIGHT + 1) * self.part_size(job)
         return job.size
@@ -257,15 +262,25 @@ class Transfer:
         if not self.slots.take():
             return job.result(SKIPPED, LIMIT)
         if verdict.action == UPDATE_METADATA:
-            etag = self.update_in_place(job, remote, evidence.wanted.params)
+            # A copy may make an original public (a new --grant): its location matters
+            # too. Read before the copy, so that a file that cannot be read changes nothing.
+            located = self.location(job, work.open()) if job.thumbnail_keys and \
+                location_matters(self.cfg) else False
+            etag = self.update_in_place(job, remote, evidence.wanted.params,
+                                        evidence.stored_headers)
             return job.result(UPDATED, verdict.reason, mtime_ns=mtime_ns, md5=md5, etag=etag,
-                              fingerprint=evidence.wanted.fingerprint)
+                              fingerprint=evidence.wanted.fingerprint, location=located)
         payload = work.open()
+        image = None
         try:
-            thumbnail_bytes, preview = self.put_thumbnails(job, payload)
+            thumbnail_bytes, rendered = self.put_thumbnails(job, payload)
+            params = self.put_params(payload)
+            if rendered is not None:
+                params = with_size(params, rendered.width, rendered.height)
+                image = rendered.facts(payload.ctype, payload.stored_size())
             # The original goes last: once it is in place, so are its thumbnails, and
             # the next run may skip the image without looking at them.
-            etag, sent = self.put(job, payload, work.digest)
+            etag, sent = self.put(job, payload, work.digest, params)
         except PreconditionFailed as err:
             outcome, reason = refused_create(job)
             if outcome == FAILED and err.key and err.key != job.key:
@@ -273,8 +288,14 @@ class Transfer:
             return job.result(outcome, reason)
         return job.result(UPLOADED, verdict.reason, sent=sent + thumbnail_bytes,
                           mtime_ns=payload.mtime_ns(), md5=payload.known_md5(), etag=etag,
-                          preview=preview,
-                          fingerprint=self.headers.for_type(payload.ctype).fingerprint)
+                          preview=rendered.preview if rendered is not None else None,
+                          fingerprint=self.headers.for_type(payload.ctype).fingerprint,
+                          image=image, location=self.location(job, payload))
+
+    def location(self, job: Job, payload: Payload) -> bool:
+        """Whether JOB's original, as read, carries a location, when the run must know
+        (``location_matters``); False otherwise."""
+        return bool(job.thumbnail_keys) and location_matters(self.cfg) and payload.location()
 
     def content_type(self, job: Job) -> str:
         """The Content-Type JOB's file is put with: from its name when that decides it,
@@ -299,57 +320,76 @@ class Transfer:
                             "(run again)", op="head", path=job.display, key=job.key)
         return now.headers
 
-    def update_in_place(self, job: Job, remote: RemoteObject, params: Dict) -> str:
+    def update_in_place(self, job: Job, remote: RemoteObject, params: Dict,
+                        stored: Optional[Dict[str, str]] = None) -> str:
         """Give the job's objects the headers of PARAMS without sending their bodies; return
         the original's new ETag. Thumbnails first, the original last (as puts go: an
-        original updated means its thumbnails are)."""
+        original updated means its thumbnails are).
+
+        In image mode each object keeps its own x-amz-meta-width/height (a copy replaces
+        all metadata): from STORED (the original's HEAD, when the verdict made one), else
+        from a HEAD of the object."""
         if job.thumbnail_keys:
-            mime = images().normalize_format(self.cfg.thumbnail_format).mime
-            for _, key in job.thumbnail_keys:
-                self.request(self.store.copy_in_place, key, thumbnail_params(params, mime),
-                             path=job.display)
+            for (_, fmt), (_, key) in zip(renditions(self.cfg.thumbnails), job.thumbnail_keys,
+                                          strict=True):
+                thumbnail = thumbnail_params(params, images().normalize_format(fmt).mime)
+                self.request(self.store.copy_in_place, key,
+                             self.keep_size(thumbnail, self.stored_of(key)), path=job.display)
+            params = self.keep_size(params, stored if stored is not None
+                                    else self.stored_of(job.key))
         return self.request(self.store.copy_in_place, job.key, dict(params), etag=remote.etag,
                             size=remote.size, part_size=self.cfg.part_size, path=job.display)
+
+    def stored_of(self, key: str) -> Optional[Dict[str, str]]:
+        """The header set of the object under KEY now (None: there is none)."""
+        found = self.request(self.store.head, key)
+        return found.headers if found is not None else None
+
+    @staticmethod
+    def keep_size(params: Dict, stored: Optional[Dict[str, str]]) -> Dict:
+        """PARAMS with the image size STORED shows, if it shows one."""
+        size = stored_size(stored)
+        return with_size(params, *size) if size is not None else params
 
     def create_only(self, job: Job) -> bool:
         """Whether JOB's keys are put only if absent (``If-None-Match: *``)."""
         return job.create_only or self.cfg.put == ADD
 
-    def put_thumbnails(self, job: Job, payload: Payload) -> Tuple[int, Optional[bytes]]:
-        """Make and put the job's thumbnails; return (bytes sent, preview bytes).
-
-        In a dry run they are made only when a preview asks for them."""
+    def put_thumbnails(self, job: Job, payload: Payload) -> Tuple[int, Optional[Rendered]]:
+        """Make and put the job's thumbnails (``imageput.render``), each with its size as
+        x-amz-meta-width/height; return (bytes sent, what was rendered: None for a job
+        that is no image). A dry run makes only what its plan and preview show."""
         if not job.thumbnail_keys:
             return 0, None
-        keys = [key for _, key in job.thumbnail_keys]
-        if self.cfg.dry_run and not self.cfg.preview:
-            return 0, None
-        specs = [images().ThumbnailSpec(name, width, height)
-                 for name, width, height in self.cfg.thumbnails]
+        # Decoded from the bytes in memory (read once), else from the file.
         source = payload.data if payload.data is not None else job.source.path
-        thumbnails = images().make_thumbnails(source, specs, fmt=self.cfg.thumbnail_format,
-                                     quality=self.cfg.thumbnail_quality,
-                                     path_for_errors=job.display)
+        rendered = render(self.cfg, job, source)
         sent = 0
-        for thumbnail, key in zip(thumbnails, keys, strict=True):
-            params = thumbnail_params(self.put_params(payload), thumbnail.mime)
+        for rendition, data in rendered.thumbnails:
+            if data is None:
+                continue  # a dry run's
+            params = with_size(thumbnail_params(self.put_params(payload),
+                                                rendition.content_type),
+                               rendition.width, rendition.height)
             try:
-                self.request(self.store.put, key, thumbnail.data, params, path=job.display,
+                self.request(self.store.put, rendition.key, data, params, path=job.display,
                              if_none_match=self.create_only(job))
             except PreconditionFailed:
                 if job.create_only:
                     raise
                 continue  # --put add: a thumbnail in place stays as it is
-            sent += len(thumbnail.data)
-        return sent, thumbnails[0].data if self.cfg.preview else None
+            sent += len(data)
+        return sent, rendered
 
     def put_params(self, payload: Payload) -> Dict:
         """The PutObject parameters of the payload's original (a copy: callers add)."""
         return dict(self.headers.for_type(payload.ctype).params)
 
-    def put(self, job: Job, payload: Payload, digest: Optional[Digest]) -> Tuple[str, int]:
-        """Store the payload under the job's key; return (ETag, bytes sent)."""
-        params = self.put_params(payload)
+    def put(self, job: Job, payload: Payload, digest: Optional[Digest],
+            params: Optional[Dict] = None) -> Tuple[str, int]:
+        """Store the payload under the job's key with PARAMS (default: the run's for its
+        type); return (ETag, bytes sent)."""
+        params = params if params is not None else self.put_params(payload)
         if not payload.multipart:
             body = payload.body()
             etag = self.request(self.store.put, job.key, body, params,
