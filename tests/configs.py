@@ -5,7 +5,9 @@ through ``make_config``, as a command line (``from_argv``) or as ``put()`` keywo
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
 from s3pput.cli import values_from_argv
@@ -30,3 +32,12 @@ def from_keywords(sources: Iterable, *, environ: Optional[Mapping[str, str]] = N
     return make_config(values_from_keywords([str(s) for s in sources], options),
                        environ={} if environ is None else environ,
                        cwd=str(cwd) if cwd is not None else os.getcwd())
+
+
+def seam_config(tmp_path: Path, *, internal: Optional[dict] = None, **options) -> Config:
+    """The configuration of ``put([TMP_PATH/src], bucket="bucket", **OPTIONS)`` for tests at
+    the Store seam; INTERNAL replaces fields no option can set that low (1 MiB parts, so
+    that multipart is tested with small files)."""
+    (tmp_path / "src").mkdir(exist_ok=True)
+    cfg = from_keywords([tmp_path / "src"], bucket="bucket", no_progress=True, **options)
+    return dataclasses.replace(cfg, **internal) if internal else cfg

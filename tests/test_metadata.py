@@ -20,7 +20,6 @@ journal can recognise the content afterwards, which is tested against the server
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
@@ -29,16 +28,14 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 import pytest
-from configs import from_keywords
+from configs import from_keywords, seam_config
 from conftest import body_of, keys_of, make_tree
 from fakestore import FakeStore
 from faultproxy import FaultProxy
 
 from s3pput import decide, headers
-from s3pput.config import Config
 from s3pput.digest import digest_bytes
 from s3pput.errors import FileError, UsageError
 from s3pput.headers import parse_headers
@@ -69,13 +66,7 @@ MiB = 1024 * 1024
 
 # -- helpers -------------------------------------------------------------------------------
 
-def config(tmp_path: Path, *, internal: Optional[dict] = None, **options) -> Config:
-    """The configuration of ``put([TMP_PATH/src], bucket="bucket", **OPTIONS)``; INTERNAL
-    replaces fields no option can set that low (1 MiB parts, so that multipart is tested
-    with small files)."""
-    (tmp_path / "src").mkdir(exist_ok=True)
-    cfg = from_keywords([tmp_path / "src"], bucket="bucket", no_progress=True, **options)
-    return dataclasses.replace(cfg, **internal) if internal else cfg
+config = seam_config
 
 
 def write(path: Path, data: bytes) -> Path:

@@ -6,7 +6,6 @@ pruning), the walker's ``Feeder``, the ``Putter`` and the ``Statter``, over the 
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import hashlib
 import io
@@ -17,14 +16,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
 
 import pytest
-from configs import from_keywords
+from configs import from_keywords, seam_config
 from fakestore import FakeStore
 
 from s3pput import sources
-from s3pput.config import Config
 from s3pput.content import gzip_bytes
 from s3pput.digest import digest_bytes
 from s3pput.errors import ConnectionFailure, FatalError, FileError
@@ -55,13 +52,7 @@ from s3pput.run.walker import Walker
 MiB = 1024 * 1024
 
 
-def config(tmp_path: Path, *, internal: Optional[dict] = None, **options) -> Config:
-    """The configuration of ``put([TMP_PATH/src], bucket="bucket", **OPTIONS)``; INTERNAL
-    replaces fields no option can set that low (1 MiB parts, so that multipart is tested
-    with small files)."""
-    (tmp_path / "src").mkdir(exist_ok=True)
-    cfg = from_keywords([tmp_path / "src"], bucket="bucket", no_progress=True, **options)
-    return dataclasses.replace(cfg, **internal) if internal else cfg
+config = seam_config
 
 
 def job_for(path: Path, key: str, *, remote=None, seq: int = 1, journal=None) -> Job:
