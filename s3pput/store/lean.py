@@ -32,7 +32,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
 from urllib.parse import quote, urlsplit
 
 from ..errors import ConnectionFailure, S3pputError
@@ -47,6 +47,8 @@ from .answers import (
     parse_upload_id,
 )
 from .errors import from_answer, malformed, reason_of, tls_error
+
+T = TypeVar("T")
 
 # PutObject parameters sent as plain headers.
 HEADERS = {
@@ -298,13 +300,7 @@ class LeanPath:
         if max_keys:
             params["max-keys"] = str(max_keys)
         answer = self.send("GET", None, query=params, op="list")
-        if answer.status != 200:
-            raise self.failure(answer, "list", prefix)
-        try:
-            return parse_listing(answer.body)
-        except ValueError as err:
-            raise malformed(f"ListObjectsV2 answered 200 with {err}", op="list",
-                            key=prefix) from err
+        return self._parsed(answer, parse_listing, "ListObjectsV2", "list", prefix)
 
     def head(self, key: str) -> Optional[RemoteObject]:
         answer = self.send("HEAD", key, op="head")
@@ -334,13 +330,7 @@ class LeanPath:
     def create_multipart(self, key: str, params: Dict) -> str:
         answer = self.send("POST", key, query={"uploads": ""}, headers=put_headers(params),
                            op="put")
-        if answer.status != 200:
-            raise self.failure(answer, "put", key)
-        try:
-            return parse_upload_id(answer.body)
-        except ValueError as err:
-            raise malformed(f"CreateMultipartUpload answered 200 with {err}", op="put",
-                            key=key) from err
+        return self._parsed(answer, parse_upload_id, "CreateMultipartUpload", "put", key)
 
     def complete_multipart(self, key: str, upload_id: str, parts: Sequence[Tuple[int, str]],
                            *, if_none_match: bool = False) -> str:
@@ -350,19 +340,24 @@ class LeanPath:
         headers = {"if-none-match": "*"} if if_none_match else {}
         answer = self.send("POST", key, query={"uploadId": upload_id}, headers=headers,
                            body=complete_body(parts), op="put")
-        if answer.status != 200:
-            raise self.failure(answer, "put", key)
-        error = parse_error(answer.body)
+        error = parse_error(answer.body) if answer.status == 200 else None
         if error is not None:
             failure = from_answer(500, *error, op="put", bucket=self.bucket, key=key)
             failure.message = f"CompleteMultipartUpload answered 200 with an <Error> body: " \
                 f"{failure.message}"
             raise failure
+        return self._parsed(answer, parse_completed, "CompleteMultipartUpload", "put", key)
+
+    def _parsed(self, answer: Answer, parse: Callable[[bytes], T], request: str, op: str,
+                key: str) -> T:
+        """What PARSE reads of a 200 ANSWER to REQUEST; the typed error of any other, and
+        a body that is not what was due said as such (``errors.malformed``)."""
+        if answer.status != 200:
+            raise self.failure(answer, op, key)
         try:
-            return parse_completed(answer.body)
+            return parse(answer.body)
         except ValueError as err:
-            raise malformed(f"CompleteMultipartUpload answered 200 with {err}", op="put",
-                            key=key) from err
+            raise malformed(f"{request} answered 200 with {err}", op=op, key=key) from err
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         answer = self.send("DELETE", key, query={"uploadId": upload_id}, op="put")
