@@ -1,12 +1,11 @@
 """The lean path: S3 requests signed here (AWS Signature Version 4, UNSIGNED-PAYLOAD; each
-body protected by its Content-MD5) and sent on keep-alive ``http.client`` connections, one
-per thread, beside the boto3 client.
+body protected by its Content-MD5) and sent on keep-alive connections, one per thread, beside
+the boto3 client.
 
 Why: botocore's request pipeline (events, endpoint rules, user agent, signing through
 generic request objects, response parsing) costs about 1 ms of CPU per PutObject, several
 times the request itself, and that is what limits small-file throughput; this path costs
-a fraction of it (``docs/design.md`` has the figures and the command that measures them).
-HTTP/1.1 framing (keep-alive, chunked answers, ``Connection: close``) is ``http.client``'s.
+a fraction of it (``docs/design.md`` has the figures). Its HTTP/1.1 framing is ``http1``'s.
 
 What it shares with the client: the credentials (``Clients.credentials``: botocore's own
 provider, refreshed as botocore refreshes it), the region, the endpoint and the addressing
@@ -26,12 +25,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import http.client
 import os
-import socket
 import ssl
 import threading
 import time
+from http import HTTPStatus
 from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
 from urllib.parse import quote, urlsplit
 
@@ -47,8 +45,10 @@ from .answers import (
     parse_upload_id,
 )
 from .errors import from_answer, malformed, reason_of, tls_error
+from .http1 import BadAnswer, Connection
 
 T = TypeVar("T")
+_STATUSES = {status.value for status in HTTPStatus}
 
 # PutObject parameters sent as plain headers.
 HEADERS = {
@@ -161,23 +161,8 @@ class Unsupported(Exception):
 
 class Answer(NamedTuple):
     status: int
-    headers: http.client.HTTPMessage
+    headers: Dict[str, str]  # lower-case names
     body: bytes
-
-
-class _Connection(http.client.HTTPConnection):
-    """Without Nagle: a head and a small body sent in two writes must not wait for the
-    server's delayed ACK of the first (40 ms on Linux)."""
-
-    def connect(self) -> None:
-        super().connect()
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-class _TLSConnection(http.client.HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def ssl_context(verify_ssl: Union[bool, str]) -> ssl.SSLContext:
@@ -210,16 +195,12 @@ class LeanPath:
         self.local = threading.local()
 
     # -- connections ---------------------------------------------------------------------
-    def _connection(self) -> Tuple[http.client.HTTPConnection, bool]:
+    def _connection(self) -> Tuple[Connection, bool]:
         """This thread's connection, and whether it was used before."""
         conn = getattr(self.local, "conn", None)
         if conn is not None:
             return conn, True
-        if self.context is not None:
-            conn = _TLSConnection(self.route.host, self.route.port, timeout=self.timeout,
-                                  context=self.context)
-        else:
-            conn = _Connection(self.route.host, self.route.port, timeout=self.timeout)
+        conn = Connection(self.route.host, self.route.port, self.timeout, self.context)
         self.local.conn = conn
         return conn, False
 
@@ -246,20 +227,23 @@ class LeanPath:
             signed["content-length"] = str(memoryview(body).nbytes)
         self.signer.sign(method, path, signed, credentials, query=query_string)
         target = f"{path}?{query_string}" if query_string else path
+        head = "".join([f"{method} {target} HTTP/1.1\r\n",
+                        *(f"{name}: {value}\r\n" for name, value in signed.items()),
+                        "\r\n"]).encode("latin-1")
         for attempt in (1, 2):
-            conn, reused = self._connection()
+            reused = False  # until _connection() says otherwise: a new one can fail too
             try:
-                conn.request(method, target, body=body, headers=signed)
-                response = conn.getresponse()
-                data = response.read()
-            except (OSError, http.client.HTTPException) as err:
+                conn, reused = self._connection()
+                conn.send(head, body)
+                status, answer_headers, data = conn.read_answer(method)
+            except (OSError, BadAnswer) as err:
                 self.close()
-                if attempt == 1 and reused and not isinstance(err, TimeoutError):
+                if attempt == 1 and reused and not isinstance(err, (TimeoutError, BadAnswer)):
                     continue  # the server closed an idle keep-alive connection: once more
                 raise self._unreachable(err, op, key) from err
-            if response.will_close:
+            if not conn.reusable:
                 self.close()
-            return Answer(response.status, response.headers, data)
+            return Answer(status, answer_headers, data)
         raise AssertionError("unreachable")
 
     def _unreachable(self, err: BaseException, op: str, key: Optional[str]) -> S3pputError:
@@ -272,10 +256,11 @@ class LeanPath:
 
     def failure(self, answer: Answer, op: str, key: str = "") -> S3pputError:
         """The typed error of an answer that is not a success."""
-        code, message = parse_error(answer.body) or ("", answer.headers.get("x-amz-error-"
-                                                                            "message", ""))
-        return from_answer(answer.status, code or str(answer.status),
-                           message or http.client.responses.get(answer.status, ""), op=op,
+        code, message = parse_error(answer.body) or \
+            ("", answer.headers.get("x-amz-error-message", ""))
+        if not message and answer.status in _STATUSES:
+            message = HTTPStatus(answer.status).phrase
+        return from_answer(answer.status, code or str(answer.status), message, op=op,
                            bucket=self.bucket, key=key)
 
     # -- the operations ------------------------------------------------------------------
