@@ -71,7 +71,8 @@ def main(argv=None) -> int:
         for _ in range(args.reps):
             lean = LeanPath(route, lambda: CREDENTIALS, 60.0, True, BUCKET)
             results["http1 (s3pput)"].append(
-                measure(lambda k, b, m: lean.put(k, b, m, {}), args.puts, bodies, md5s))
+                measure(lambda k, b, m, lean=lean: lean.put(k, b, m, {}), args.puts, bodies,
+                        md5s))
             lean.close()
             other = HttpClientPath(route)
             results["http.client"].append(measure(other.put, args.puts, bodies, md5s))
