@@ -39,6 +39,10 @@ examples:
   # image mode, looking before leaping: nothing is written, plan.html shows the thumbnails
   s3pput --bucket my-bucket --prefix avatar ./images --images --dry-run --preview plan.html
 
+  # image mode for public pages: AVIF, WebP and JPEG thumbnails, no GPS in the originals
+  s3pput --bucket my-bucket --prefix avatar ./images --images --grant public-read \\
+         --thumbnail-format avif,webp,jpeg --strip-metadata location
+
   # cron: nightly, incremental (only new or changed files), one JSON summary per run
   0 3 * * * s3pput --bucket my-bucket --prefix logs /var/log/app --json >> /var/log/s3pput.jsonl
 
