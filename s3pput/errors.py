@@ -9,7 +9,7 @@ Three families, because the CLI maps them to different outcomes:
   ``TransientError`` (and its ``ConnectionFailure``) is a ``FileError`` that retries did
   not cure; ``PreconditionFailed`` is a conditional write the store refused: the class,
   never the message text, says which kind it is.
-* Skips are decisions, not exceptions (see ``plan``).
+* Skips are decisions, not exceptions (see ``decide``).
 
 Anything else that reaches ``cli.main`` is a defect: it is still said in one line (and exit
 code 1; ``-v`` adds the traceback).

@@ -1,5 +1,5 @@
 """The headers an object is stored with: what a run puts, what a HEAD shows, and the
-fingerprint the journal keeps of them (what ``--put update`` compares: see ``plan``).
+fingerprint the journal keeps of them (what ``--put update`` compares: see ``decide``).
 
 An object's *header set* is a dict of lower-case HTTP names to values, holding only what
 s3pput compares: ``content-type``, ``content-encoding``, ``cache-control``,

@@ -16,7 +16,8 @@ class Source(NamedTuple):
     """Where a job's bytes come from."""
 
     kind: str  # "file": a local file at path; "tar": a member of the archive at path;
-    #            "inline": the bytes are carried in data (members of compressed archives)
+    #            "inline": the bytes are carried in data (small members of compressed
+    #            archives); "spool": a temporary copy at path (large members of them)
     path: str  # local file or archive path (bytes-safe: produced by os.fsdecode)
     offset: int = 0  # "tar": byte offset of the member's data in the archive
     data: Optional[bytes] = None  # "inline": the content itself

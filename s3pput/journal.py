@@ -9,7 +9,7 @@ on other prefixes of the bucket share it: their statters take turns (each transa
 takes the write lock up front, ``BEGIN IMMEDIATE``, and waits up to 30 s for it).
 
 A row says: when KEY was put (or found unchanged), the local file had SIZE and MTIME_NS
-and content MD5, and the store answered ETAG. ``plan`` trusts it only while the local
+and content MD5, and the store answered ETAG. ``decide`` trusts it only while the local
 size and mtime are the same *and* the store still shows that ETag. FINGERPRINT
 (``headers.fingerprint``) says which headers the object was put with (or was seen to
 have); NULL means unknown. Journals made before that column existed get it on first

@@ -1,7 +1,9 @@
 """The statter: the one owner of counters and of everything the user reads.
 
-Every other process sends it messages (``jobs``); only this module prints, writes the log
-file, the journal and the image-mode reports. Output streams: the dry-run plan and the
+Every other process of a run sends it messages (``jobs``); while a run goes on, only this
+module prints, writes the log file, the journal and the image-mode reports (before a run
+and after it, the command line says what stopped it, and ``run.execute`` warns once about
+``--no-verify-ssl``). Output streams: the dry-run plan and the
 human summary go to stdout, except with ``--json``, when stdout carries only the final JSON
 object and everything else goes to stderr. Failures always go to stderr, and so does
 progress.

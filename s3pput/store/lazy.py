@@ -1,9 +1,10 @@
 """boto3 and botocore, imported on first use.
 
 Importing them costs about 0.2 s of CPU, and building a client from the S3 service model
-as much again: a run whose requests all take the lean path (``fastput``) need pay neither
-(see ``client.lean_start``). ``store`` reaches botocore only through these names; the
-import happens the first time one of their attributes is read.
+as much again: a run whose requests all take the lean path (``lean``) need pay neither
+(see ``client.lean_start``). ``store`` reaches boto3 and botocore only through these names
+(the only other use of botocore is ``headers.http_date``, which borrows its date parser for
+``--header Expires``); the import happens the first time one of their attributes is read.
 """
 
 from __future__ import annotations
@@ -34,4 +35,5 @@ boto3 = _Module("boto3")
 botocore_config = _Module("botocore.config")
 botocore_session = _Module("botocore.session")
 botocore_parsers = _Module("botocore.parsers")
+botocore_httpsession = _Module("botocore.httpsession")
 botocore_exceptions = _Module("botocore.exceptions")

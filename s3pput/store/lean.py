@@ -36,6 +36,7 @@ from urllib.parse import quote, urlsplit
 from ..errors import ConnectionFailure, S3pputError
 from ..headers import from_http
 from ..jobs import RemoteObject
+from . import lazy
 from .answers import (
     Page,
     complete_body,
@@ -173,9 +174,9 @@ def ssl_context(verify_ssl: Union[bool, str]) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
-    import botocore.httpsession  # True -> the bundle botocore itself uses
-
-    return ssl.create_default_context(cafile=botocore.httpsession.get_cert_path(verify_ssl))
+    # True: the bundle botocore itself uses
+    return ssl.create_default_context(cafile=lazy.botocore_httpsession.get_cert_path(
+        verify_ssl))
 
 
 class LeanPath:
