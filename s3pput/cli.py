@@ -160,7 +160,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _fail(values, message: str, code: int, *, trace: bool) -> int:
     """Say MESSAGE in one line (and, with --json, as the summary); return CODE."""
     message = " ".join(message.split())  # one line, whatever the message held
-    print(f"s3pput: error: {message}", file=sys.stderr)
+    try:
+        print(f"s3pput: error: {message}", file=sys.stderr)
+    except BrokenPipeError:
+        pass  # nobody reads stderr any more; the exit code still tells
     if trace and values is not None and (values["verbose"] or values["debug"]):
         traceback.print_exc(file=sys.stderr)
     if values is not None and values["json"]:
@@ -170,7 +173,10 @@ def _fail(values, message: str, code: int, *, trace: bool) -> int:
         stats.fatal = message
         summary = stats.as_dict()
         summary["error"] = message
-        print(json_summary(summary))
+        try:
+            print(json_summary(summary))
+        except BrokenPipeError:
+            pass
     return code
 
 

@@ -46,6 +46,7 @@ class Config:
     profile: Optional[str]
     access_key: Optional[str] = field(repr=False)
     secret_key: Optional[str] = field(repr=False)
+    session_token: Optional[str] = field(repr=False)
     verify_ssl: bool  # False: --no-verify-ssl (see store.client.tls_verify)
     ca_bundle: Optional[str]  # --ca-bundle; None: botocore's own resolution
     checksums: str  # botocore request_checksum_calculation: auto|when_required|...
@@ -171,26 +172,38 @@ def _image_settings(values: Mapping[str, Any], metadata: Tuple[Tuple[str, str], 
     return checks.thumbnail_specs(values["thumbnail"], formats), quality
 
 
-def _check_credentials(environ, profile, access_key, secret_key, access_origin) -> None:
-    """Half a key pair is always a mistake: say which half is missing."""
-    if access_origin:  # SPACES_* keys are the ones used
-        if not secret_key:
-            raise UsageError(f"{access_origin} is set but SPACES_SECRET_KEY is not: set both "
-                             "(or neither)")
-        return
-    if secret_key:
-        raise UsageError("SPACES_SECRET_KEY is set but SPACES_ACCESS_KEY is not: set both "
-                         "(or neither)")
-    if profile:
-        return  # an explicit profile: botocore ignores the AWS_* variables
-    access, secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
-    if access and not secret:
-        raise UsageError("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not: set "
-                         "both (or neither)")
-    if secret and not access:
-        raise UsageError("AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not: set "
-                         "both (or neither)")
-
+def _credentials(environ: Mapping[str, str], dotenv: Mapping[str, str],
+                 profile: Optional[str]) -> Tuple[Optional[str], Optional[str], Optional[str]]:
+    """(access key, secret key, session token) to give the session, or Nones for
+    botocore's own chain: a profile, or AWS_* keys in the environment, win; else the
+    SPACES_* keys (environment, then ``.env``); else AWS_* keys written in ``.env`` (which
+    python-dotenv reads, but botocore never would). Half a key pair is always a mistake:
+    say which half is missing."""
+    if not profile:
+        access, secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
+        if access and not secret:
+            raise UsageError("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not: set "
+                             "both (or neither)")
+        if secret and not access:
+            raise UsageError("AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not: set "
+                             "both (or neither)")
+    if profile or environ.get("AWS_ACCESS_KEY_ID"):
+        return None, None, None  # an explicit profile: botocore ignores the AWS_* variables
+    for access_name, secret_name, token_name, sources in (
+            ("SPACES_ACCESS_KEY", "SPACES_SECRET_KEY", "", (environ, dotenv)),
+            ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", (dotenv,))):
+        for source in sources:
+            access, secret = source.get(access_name), source.get(secret_name)
+            where = " in .env" if source is dotenv else ""
+            if access and not secret:
+                raise UsageError(f"{access_name}{where} is set but {secret_name} is not: set "
+                                 "both (or neither)")
+            if secret and not access:
+                raise UsageError(f"{secret_name}{where} is set but {access_name} is not: set "
+                                 "both (or neither)")
+            if access:
+                return access, secret, (source.get(token_name) if token_name else None) or None
+    return None, None, None
 
 
 def _check_cluster(value: str, values: Mapping[str, Any]) -> str:
@@ -254,13 +267,8 @@ def make_config(values: Mapping[str, Any], environ: Optional[Mapping[str, str]] 
     if acl is not None:
         checks.check_acl(acl, acl_origin)
 
-    # SPACES_* keys are used unless a profile or AWS_* keys say otherwise.
     profile = values["profile"]
-    spaces_keys = not profile and not environ.get("AWS_ACCESS_KEY_ID")
-    access_key, access_origin = _lookup(environ, dotenv, "SPACES_ACCESS_KEY") \
-        if spaces_keys else (None, "")
-    secret_key = _lookup(environ, dotenv, "SPACES_SECRET_KEY")[0] if spaces_keys else None
-    _check_credentials(environ, profile, access_key, secret_key, access_origin)
+    access_key, secret_key, session_token = _credentials(environ, dotenv, profile)
 
     for source in values["sources"]:
         checks.check_source(source)
@@ -288,6 +296,7 @@ def make_config(values: Mapping[str, Any], environ: Optional[Mapping[str, str]] 
         profile=profile,
         access_key=access_key,
         secret_key=secret_key,
+        session_token=session_token,
         verify_ssl=not values["no_verify_ssl"],
         ca_bundle=values["ca_bundle"],
         checksums=values["checksums"],

@@ -97,6 +97,10 @@ class Stats:
         }
 
 
+def _files(count: int) -> str:
+    return f"{humanize.intcomma(count)} {'file' if count == 1 else 'files'}"
+
+
 def human_summary(summary: Dict) -> str:
     """``put 1,204 files, 311.2 MB in 8.1 s (38.4 MB/s, 148.6 files/s), 12 skipped, ...``"""
     seconds = summary["seconds"]
@@ -105,11 +109,11 @@ def human_summary(summary: Dict) -> str:
     if not summary["dry_run"]:
         rate = (f" ({humanize.naturalsize(summary['bytes_per_second'])}/s, "
                 f"{summary['files_per_second']:,.1f} files/s)")
-    text = (f"{verb} {humanize.intcomma(summary['uploaded'])} files, "
+    text = (f"{verb} {_files(summary['uploaded'])}, "
             f"{humanize.naturalsize(summary['bytes'])} in {seconds:.1f} s{rate}, ")
     if summary.get("updated_metadata"):
         text += (f"{'would update' if summary['dry_run'] else 'updated'} the metadata of "
-                 f"{humanize.intcomma(summary['updated_metadata'])} files, ")
+                 f"{_files(summary['updated_metadata'])}, ")
     text += (f"{humanize.intcomma(summary['skipped'])} skipped, "
              f"{humanize.intcomma(summary['failed'])} failed")
     reasons = summary.get("skipped_reasons") or {}

@@ -33,7 +33,16 @@ from typing import Dict, Tuple
 
 import boto3.s3.transfer
 import pytest
-from conftest import AUTH_KEY, AUTH_SECRET, ROOT, body_of, keys_of, make_s3_client, make_tree
+from conftest import (
+    AUTH_KEY,
+    AUTH_SECRET,
+    ROOT,
+    body_of,
+    cli_env,
+    keys_of,
+    make_s3_client,
+    make_tree,
+)
 
 from s3pput.digest import digest_bytes
 
@@ -620,7 +629,7 @@ def test_s3pput_log_file(cli, s3, bucket, src, tmp_path):
     assert text.startswith("earlier line\n")  # appended to, not overwritten
     assert f"uploaded {src / 'a.txt'} -> s3://{bucket}/a.txt (new)" in text
     assert f"skipped {src / 'b.txt'} -> s3://{bucket}/b.txt (unchanged)" in text
-    assert re.search(r"put 1 files, .*, 1 skipped, 0 failed", text)
+    assert re.search(r"put 1 file, .*, 1 skipped, 0 failed", text)
 
 
 # -- special files and links ---------------------------------------------------------------
@@ -784,3 +793,29 @@ def test_s3pput_command_line_bucket_beats_dotenv(cli, s3, bucket, src, tmp_path)
     # and without --bucket the .env bucket is the one used (and it does not exist)
     result = cli(src, cwd=workdir)
     assert result.returncode == 2 and "nosuchbucket123" in result.stderr
+
+
+def closed_early(cli, *args, lines: int) -> Tuple[int, str]:
+    """Run the CLI with ARGS, its stdout read for LINES lines and then closed (as
+    ``s3pput ... | head`` does); return (exit code, stderr)."""
+    env = cli_env(cli.endpoint)
+    env["PYTHONPATH"] = str(ROOT)
+    process = subprocess.Popen([sys.executable, "-m", "s3pput", "--no-progress", *map(str, args)],
+                               cwd=cli.cwd, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    for _ in range(lines):
+        process.stdout.readline()
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    return process.wait(timeout=120), stderr
+
+
+def test_s3pput_piped_into_head_drops_the_rest_and_the_run_goes_on(cli, s3, bucket, src):
+    files = {f"f{n:03d}.txt": b"%d" % n for n in range(300)}
+    make_tree(src, files)
+    code, stderr = closed_early(cli, "--bucket", bucket, "--dry-run", src, lines=2)
+    assert (code, stderr) == (0, "")  # no traceback, no "defect"
+    code, stderr = closed_early(cli, "--bucket", bucket, "--json", src, lines=0)
+    assert code == 1  # what --json promises could not be delivered
+    assert stderr.strip() == "s3pput: the JSON summary could not be written: stdout was closed"
+    assert set(keys_of(s3, bucket)) == set(files)  # every upload was made all the same

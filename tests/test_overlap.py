@@ -272,7 +272,7 @@ def test_second_image_run_while_the_first_holds_the_lock_exits_2_naming_it(
         first_result = ok(first.finish())
     assert second.returncode == 2, second.stderr
     assert f"the run of pid {first.pid} on host {socket.gethostname()}" in second.stderr
-    assert "put 1 files" in first_result.stdout
+    assert "put 1 file," in first_result.stdout
     manifest = json.loads(body_of(s3, bucket, f"avatar/{MANIFEST}"))["files"]
     assert manifest == {"a.jpg": 1}
 

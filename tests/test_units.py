@@ -530,6 +530,24 @@ def test_make_config_aws_credentials_in_environment_beat_dotenv_keys(tmp_path):
     assert make(tmp_path, ["--profile", "p"], dotenv=DOTENV).access_key is None
 
 
+def test_make_config_reads_aws_keys_written_in_dotenv(tmp_path):
+    """python-dotenv's file holds them as well as the SPACES_* names: taken, never dropped
+    without a word (botocore itself would not read .env)."""
+    dotenv = "AWS_ACCESS_KEY_ID=AKDOTENV\nAWS_SECRET_ACCESS_KEY=dotenv-secret\n" \
+        "AWS_SESSION_TOKEN=dotenv-token\n"
+    cfg = make(tmp_path, ["--bucket", "bkt"], dotenv=dotenv)
+    assert (cfg.access_key, cfg.secret_key, cfg.session_token) == \
+        ("AKDOTENV", "dotenv-secret", "dotenv-token")
+    assert "dotenv-secret" not in repr(cfg) and "dotenv-token" not in repr(cfg)
+    # the environment's keys still come first (botocore's chain takes them)
+    environ = {"AWS_ACCESS_KEY_ID": "AKENV", "AWS_SECRET_ACCESS_KEY": "env-secret"}
+    assert make(tmp_path, ["--bucket", "bkt"], environ=environ, dotenv=dotenv).access_key \
+        is None
+    with pytest.raises(UsageError, match="AWS_ACCESS_KEY_ID in .env is set but "
+                                         "AWS_SECRET_ACCESS_KEY is not"):
+        make(tmp_path, ["--bucket", "bkt"], dotenv="AWS_ACCESS_KEY_ID=AKHALF\n")
+
+
 def test_make_config_spaces_keys_in_environment_beat_dotenv(tmp_path):
     environ = {"SPACES_ACCESS_KEY": "env-key", "SPACES_SECRET_KEY": "env-secret"}
     cfg = make(tmp_path, [], environ=environ, dotenv=DOTENV)

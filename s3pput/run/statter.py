@@ -15,6 +15,7 @@ testable without a process.
 
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import time
@@ -58,6 +59,7 @@ class Log:
         self.file = open(log_file, "a", encoding="utf-8", errors="backslashreplace") \
             if log_file else None
         self.clear_progress = lambda: None
+        self.closed: set = set()  # the streams whose reader went away
 
     def record(self, level: str, text: str) -> None:
         """Write TEXT to the log file only (timestamped), never to the terminal."""
@@ -65,9 +67,21 @@ class Log:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
             self.file.write(f"{stamp} {level.upper():7} {text}\n")
 
-    def _print(self, stream: IO, text: str) -> None:
+    def _print(self, stream: IO, text: str, *, flush: bool = False) -> bool:
+        """Write TEXT to STREAM; False if its reader has gone (``s3pput ... | head``): what
+        it would have shown is dropped, and the run goes on (the uploads are the work)."""
+        if id(stream) in self.closed:
+            return False
         self.clear_progress()
-        print(text, file=stream, flush=stream is self.stderr)
+        try:
+            print(text, file=stream, flush=flush or stream is self.stderr)
+        except BrokenPipeError:
+            self.closed.add(id(stream))
+            self.record("warning", f"{getattr(stream, 'name', 'a stream')} was closed by its "
+                        "reader: the rest of what it would have shown was dropped")
+            _quiet(stream)
+            return False
+        return True
 
     def error(self, text: str) -> None:
         self.record("error", text)
@@ -102,6 +116,17 @@ class Log:
     def close(self) -> None:
         if self.file:
             self.file.close()
+
+
+def _quiet(stream: IO) -> None:
+    """Point a stream whose reader has gone at /dev/null, so that nothing more written to
+    it (the interpreter's last flush included) fails."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 class Progress:
@@ -148,9 +173,9 @@ class Progress:
         now = time.monotonic()
         if now - self.last_line >= PLAIN_PROGRESS_EVERY:
             self.last_line = now
-            print(f"s3pput: {stats.done:,}/{stats.walked:,} files done, "
-                  f"{humanize.naturalsize(stats.bytes)}, {stats.files_per_second():.1f} files/s",
-                  file=self.log.stderr, flush=True)
+            self.log._print(self.log.stderr, f"s3pput: {stats.done:,}/{stats.walked:,} files "
+                            f"done, {humanize.naturalsize(stats.bytes)}, "
+                            f"{stats.files_per_second():.1f} files/s")
 
     def close(self) -> None:
         if self.bar is not None:
@@ -335,8 +360,13 @@ class Statter:
         if stats.fatal:
             log.error(stats.fatal)
         if self.cfg.json:
-            print(json_summary(summary), flush=True)
             log.record("summary", json_summary(summary))
+            if not log._print(log.stdout, json_summary(summary), flush=True):
+                # The summary is what --json promises: a run that could not deliver it is
+                # not a success, whatever became of its files.
+                lost = "the JSON summary could not be written: stdout was closed"
+                summary["errors"].append(lost)
+                log.error(lost)
         else:
             log.summary(human_summary(summary))
         log.close()

@@ -42,7 +42,7 @@ def _session(cfg: Config, *, fresh: bool = False):
 
     Raises ``ConfigError`` when botocore cannot build it (no such profile, an AWS config
     file it cannot parse)."""
-    identity = (cfg.profile, cfg.access_key, cfg.secret_key)
+    identity = (cfg.profile, cfg.access_key, cfg.secret_key, cfg.session_token)
     if fresh or identity not in _SESSIONS:
         try:
             core = lazy.botocore_session.Session()
@@ -52,7 +52,8 @@ def _session(cfg: Config, *, fresh: bool = False):
                 timestamp_parser=str)
             session = lazy.boto3.session.Session(
                 profile_name=cfg.profile, aws_access_key_id=cfg.access_key,
-                aws_secret_access_key=cfg.secret_key, botocore_session=core)
+                aws_secret_access_key=cfg.secret_key, aws_session_token=cfg.session_token,
+                botocore_session=core)
         except lazy.botocore_exceptions.BotoCoreError as err:
             raise _fatal(err, cfg.bucket) from err
         _SESSIONS[identity] = (session, core)
@@ -226,7 +227,7 @@ def lean_start(cfg: Config, environ=None) -> Optional[Tuple[Route, Credentials]]
         return None
     route = Route.from_url(f"{parts.scheme}://{parts.netloc}/{cfg.bucket}/K", cfg.region)
     if cfg.access_key and cfg.secret_key:
-        return route, Credentials(cfg.access_key, cfg.secret_key)
+        return route, Credentials(cfg.access_key, cfg.secret_key, cfg.session_token)
     key, secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
     if cfg.profile or not key or not secret or environ.get("AWS_CREDENTIAL_EXPIRATION"):
         return None
