@@ -242,6 +242,37 @@ def test_a_completion_answered_200_with_an_error_body_stores_nothing(cli, s3serv
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []  # aborted
 
 
+def test_a_part_copy_answered_200_with_an_error_body_changes_nothing(s3server, s3, bucket,
+                                                                    tmp_path):
+    """Above 5 GiB a header update copies in parts (UploadPartCopy); its 200 with an
+    <Error> body is a failure too, and the upload of the copy is aborted. (The limit is
+    lowered at the Store seam: no 5 GiB file is needed.)"""
+    from configs import from_keywords
+    from conftest import ACCESS_KEY, REGION, SECRET_KEY
+    from faultproxy import UPLOAD_PART_COPY
+
+    from s3pput.errors import FileError
+    from s3pput.store import make_store
+
+    data = os.urandom(6 * MiB)
+    s3.put_object(Bucket=bucket, Key="big.bin", Body=data, CacheControl="old")
+    with FaultProxy(s3server.port) as proxy:
+        proxy.fail_with_200(1.0, operations=(UPLOAD_PART_COPY,))
+        store = make_store(from_keywords(
+            [tmp_path], environ={"SPACES_ACCESS_KEY": ACCESS_KEY,
+                                 "SPACES_SECRET_KEY": SECRET_KEY},
+            bucket=bucket, endpoint_url=proxy.url, region=REGION, retries=1))
+        store.copy_limit = MiB
+        with pytest.raises(FileError, match="UploadPartCopy answered 200 with an <Error> body"):
+            store.copy_in_place("big.bin", {"CacheControl": "new"}, size=len(data),
+                                part_size=5 * MiB)
+        injected = proxy.faults_injected["200 error"]
+    assert injected == 2  # the first part copy, and its one retry
+    assert s3.head_object(Bucket=bucket, Key="big.bin")["CacheControl"] == "old"
+    assert body_of(s3, bucket, "big.bin") == data
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []  # aborted
+
+
 # -- credentials that expire early ------------------------------------------------------------
 
 CREDENTIAL_PROCESS = """\
