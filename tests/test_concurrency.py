@@ -1,20 +1,34 @@
-"""The controller of requests in flight (``s3pput.concurrency``), fed with observations:
-it grows while requests wait and latency stays flat, shrinks when latency climbs, halves
-on throttling (once per window), and keeps to its bounds. And the ``Limiter`` really holds
-threads to the limit."""
+"""The controller of requests in flight (``s3pput.run.concurrency``), fed with
+observations: it grows while requests wait and latency stays flat, shrinks when latency
+climbs without more throughput (never below twice the bandwidth-delay product), halves on
+throttling (once per window), and keeps to its bounds. Against a simulated store (a
+round trip, a service capacity, noise) it keeps the store busy and holds steady. And the
+``Limiter`` really holds threads to the limit."""
 
 from __future__ import annotations
 
+import heapq
+import random
+import statistics
 import threading
+from typing import List, Tuple
 
 from s3pput.run.concurrency import Controller, Limiter, MemoryBudget
 
 RTT = 0.040
 
 
-def feed(controller: Controller, count: int, latency: float = RTT, waited: bool = True):
+class Clock:
+    now = 0.0
+
+
+def feed(controller: Controller, count: int, latency: float = RTT, waited: bool = True,
+         clock: Clock = Clock()):
+    """COUNT requests of LATENCY finish, evenly spread, with the limit's worth in flight
+    (so the rate they deliver is limit / latency)."""
     for _ in range(count):
-        controller.observe(latency, waited=waited)
+        clock.now += latency / controller.limit
+        controller.observe(latency, clock.now, waited=waited)
     return controller.limit
 
 
@@ -38,15 +52,25 @@ def test_it_does_not_grow_when_no_request_had_to_wait():
     assert controller.limit == 16
 
 
-def test_climbing_latency_shrinks_the_limit_and_ends_slow_start():
+def test_climbing_latency_without_more_throughput_shrinks_the_limit_and_ends_slow_start():
     controller = Controller(64, 4, 256)
-    feed(controller, 64)  # base 40 ms -> 128
+    feed(controller, 64)  # base 40 ms, 1,600 requests/s -> 128
     assert controller.limit == 128
-    feed(controller, 128, latency=RTT * 2)  # queueing somewhere
+    feed(controller, 128, latency=RTT * 4)  # the store slowed down: 800 requests/s
     assert controller.limit == 128 - 128 // 5
     shrunk = controller.limit
     feed(controller, shrunk)  # flat again: grows by an eighth, no more doubling
     assert controller.limit == shrunk + shrunk // 8
+
+
+def test_climbing_latency_never_shrinks_below_twice_the_bandwidth_delay_product():
+    controller = Controller(64, 4, 512)
+    feed(controller, 64)  # the first window (it includes the first round trip) -> 128
+    feed(controller, 128)  # 128 at 40 ms: 3,200 requests/s, the floor 2 x 128 -> 256
+    assert controller.limit == 256 and controller.floor() >= 256
+    for _ in range(10):  # latency doubles (a busy store, a busy CPU), the rate holds
+        feed(controller, controller.limit, latency=RTT * 2)
+        assert controller.limit >= 256
 
 
 def test_throttling_halves_at_once_and_only_once_per_window():
@@ -119,3 +143,73 @@ def test_memory_budget_lets_an_oversized_body_go_alone():
     budget.release(500)
     assert got.wait(60)
     thread.join()
+
+
+def simulate(controller: Controller, *, capacity: float, rtt: float = RTT,
+             noise: float = 0.0, seconds: float = 30.0, seed: int = 0):
+    """A closed loop of requests against a simulated store: each request takes half of
+    RTT to reach the store, waits its turn there (one request every 1/CAPACITY seconds),
+    and half of RTT plus up to NOISE seconds (a busy CPU on either side) to come back.
+    There is always more to send (every request waited). Returns (finish times, the
+    limit after each)."""
+    rng = random.Random(seed)
+    flying: List[Tuple[float, float]] = []
+    free_at = 0.0
+    finished: List[float] = []
+    limits: List[int] = []
+
+    def send(now: float) -> None:
+        nonlocal free_at
+        free_at = max(now + rtt / 2, free_at) + 1 / capacity
+        heapq.heappush(flying, (free_at + rtt / 2 + rng.uniform(0, noise), now))
+
+    for _ in range(controller.limit):
+        send(0.0)
+    while flying:
+        done, sent = heapq.heappop(flying)
+        if done > seconds:
+            break
+        controller.observe(done - sent, done, waited=True)
+        finished.append(done)
+        limits.append(controller.limit)
+        while len(flying) < controller.limit:
+            send(done)
+    return finished, limits
+
+
+def rate_after(finished: List[float], start: float, end: float) -> float:
+    return sum(start <= at < end for at in finished) / (end - start)
+
+
+def test_a_saturated_store_is_kept_busy_and_the_limit_holds_steady():
+    capacity = 1000.0  # requests a second: 40 in flight at 40 ms keep it busy
+    finished, limits = simulate(Controller(32, 4, 256), capacity=capacity)
+    assert rate_after(finished, 10, 30) >= 0.97 * capacity
+    settled = limits[len(limits) // 3:]
+    assert min(settled) >= capacity * RTT
+    assert max(settled) <= 4 * capacity * (RTT + 1 / capacity) + 1  # nor runs away
+
+
+def test_latency_raised_by_a_busy_machine_does_not_starve_a_saturated_store():
+    # Up to 60 ms more on every round trip, whatever the limit (the client, the proxy and
+    # the store share two cores): the median latency stays above 1.5 x the base, which
+    # once shrank the limit to its minimum and the rate to a tenth.
+    capacity = 1000.0
+    finished, limits = simulate(Controller(32, 4, 256), capacity=capacity,
+                                noise=1.5 * RTT)
+    assert rate_after(finished, 10, 30) >= 0.95 * capacity
+    assert min(limits[len(limits) // 3:]) >= capacity * RTT
+
+
+def test_runs_of_the_same_saturated_workload_differ_by_less_than_a_tenth():
+    rates = []
+    for seed in range(8):
+        finished, _ = simulate(Controller(32, 4, 256), capacity=1000.0, noise=RTT,
+                               seed=seed)
+        rates.append(rate_after(finished, 0, 30))
+    assert (max(rates) - min(rates)) / statistics.median(rates) <= 0.10
+
+
+def test_a_store_that_keeps_up_lets_the_limit_grow_to_the_maximum():
+    _, limits = simulate(Controller(32, 4, 256), capacity=1e6, seconds=10)
+    assert limits[-1] == 256

@@ -5,24 +5,34 @@ store caps it; so the right number of requests in flight is not a constant. ``Co
 finds it (pure: fed with observations, it answers a limit), and ``Limiter`` holds a
 putter's requests to that limit and observes them.
 
-The rule, in the spirit of TCP Vegas and of Netflix's concurrency-limits:
+The rule, in the spirit of TCP Vegas and BBR:
 
 * Every *window* (about one limit's worth of finished requests), look at the median
   latency of its requests against the least latency seen lately (the base: the network's
-  round trip plus the store's service time, without queueing).
-* A throttling answer (503 SlowDown, 429) in the window: halve the limit.
-* Latency climbing (median above ``TOLERANCE`` x base + ``SLACK``): requests are queueing
-  somewhere (the store, the link or our own CPU), so more of them would only wait: shrink
-  by a fifth.
+  round trip plus the store's service time, without queueing), and at the rate the window
+  delivered (requests finished per second).
+* A throttling answer (503 SlowDown, 429) in the window: halve the limit. Throttling is
+  the only signal that takes the limit below the floor (next point).
+* The *floor* is ``GAIN`` bandwidth-delay products: the best rate of recent windows x
+  the least latency of the run. Below it, more requests in flight still buy throughput
+  (by Little's law the limit is under the floor while the mean latency is under ``GAIN``
+  round trips), so a window whose requests waited grows, whatever its latency says.
+* Latency climbing (median above ``TOLERANCE`` x base + ``SLACK``) above the floor:
+  requests are queueing somewhere, so shrink by a fifth, down to the floor at most.
+  Latency alone is a poor witness on a small machine: a busy store, or the client's own
+  CPU shared with other work, raises it whatever the limit is, and a pure Vegas rule then
+  shrinks until the store is no longer kept busy.
 * Otherwise, if requests had to wait for a slot (the limit was what held them back): grow,
-  doubling while nothing has gone wrong yet (slow start), then by an eighth.
+  doubling while nothing has gone wrong yet (slow start), then by an eighth; but not past
+  ``CEILING_GAIN`` bandwidth-delay products (the base drifts up under a queue that never
+  drains, the least latency of the run does not).
 * Always within [minimum, maximum]; ``maximum`` is ``--max-inflight`` (memory bounds the
   bodies in flight separately, see ``MemoryBudget``). ``--inflight N`` fixes the limit.
 """
 
 from __future__ import annotations
 
-import statistics
+import math
 import threading
 import time
 from collections import deque
@@ -34,6 +44,9 @@ TOLERANCE = 1.5  # median latency above this many times the base means queueing
 SLACK = 0.003  # seconds: noise of a loaded machine that is not queueing
 BASE_WINDOWS = 20  # the base is the least latency of this many recent windows
 MIN_WINDOW = 8  # requests a window needs before it is judged
+RATE_WINDOWS = 10  # the best rate is the highest of this many recent windows
+GAIN = 2  # the floor is this many bandwidth-delay products (BBR's in-flight gain)
+CEILING_GAIN = 4  # latency alone never grows the limit past this many
 MEMORY_PER_PUTTER = 256 * 1024 * 1024  # bodies one putter holds in memory at once
 
 
@@ -51,6 +64,9 @@ class Controller:
         self.throttled = False  # the limit was halved for throttling in this window
         self.waited = False
         self.bases: Deque[float] = deque(maxlen=BASE_WINDOWS)
+        self.rates: Deque[float] = deque(maxlen=RATE_WINDOWS)
+        self.least = math.inf  # the least latency of the run: the round trip itself
+        self.window_started: Optional[float] = None
 
     def throttle(self) -> int:
         """The store asked us to slow down (503 SlowDown, 429): halve the limit at once,
@@ -62,30 +78,58 @@ class Controller:
             self.slow_start = False
         return self.limit
 
-    def observe(self, latency: float, *, waited: bool = False) -> int:
-        """One finished request: LATENCY seconds in flight; WAITED: some request had to
-        wait for a slot meanwhile. Returns the (possibly new) limit."""
+    def observe(self, latency: float, now: float, *, waited: bool = False) -> int:
+        """One finished request: LATENCY seconds in flight, finished at NOW (seconds on
+        any steady clock); WAITED: some request had to wait for a slot meanwhile. Returns
+        the (possibly new) limit."""
+        if self.window_started is None:
+            self.window_started = now - latency
         self.latencies.append(latency)
         self.waited |= waited
         if len(self.latencies) >= max(MIN_WINDOW, self.limit):
-            return self._end_window()
+            return self._end_window(now)
         return self.limit
 
-    def _end_window(self) -> int:
-        median = statistics.median(self.latencies)
-        self.bases.append(min(self.latencies))
+    def floor(self) -> int:
+        """``GAIN`` bandwidth-delay products: the fewest requests in flight that keep the
+        best recent rate going at the run's least latency (the minimum before any)."""
+        return self._products(GAIN)
+
+    def ceiling(self) -> int:
+        """``CEILING_GAIN`` bandwidth-delay products: beyond it, requests only queue."""
+        return self._products(CEILING_GAIN)
+
+    def _products(self, gain: float) -> int:
+        if not self.rates:
+            return self.minimum
+        return max(self.minimum, math.ceil(gain * max(self.rates) * self.least))
+
+    def _end_window(self, now: float) -> int:
+        latencies = sorted(self.latencies)
+        median = latencies[len(latencies) // 2]
+        self.bases.append(latencies[0])
+        self.least = min(self.least, latencies[0])
+        elapsed = now - self.window_started
+        if elapsed > 0:
+            self.rates.append(len(latencies) / elapsed)
         base = min(self.bases)
+        target = self.floor()
+        climbing = median > base * TOLERANCE + SLACK
         if self.throttled:
             pass  # already halved; latencies of a throttled window say nothing more
-        elif median > base * TOLERANCE + SLACK:
-            self.limit = max(self.minimum, self.limit - max(1, self.limit // 5))
+        elif climbing and self.limit > target:
+            self.limit = max(self.minimum, target, self.limit - max(1, self.limit // 5))
             self.slow_start = False
-        elif self.waited:
+        elif self.waited and (self.limit < target
+                              or (not climbing and self.limit < self.ceiling())):
+            if climbing:
+                self.slow_start = False
             step = self.limit if self.slow_start else max(1, self.limit // 8)
             self.limit = min(self.maximum, self.limit + step)
             self.peak = max(self.peak, self.limit)
         self.latencies = []
         self.throttled = self.waited = False
+        self.window_started = now
         return self.limit
 
 
@@ -126,11 +170,12 @@ class Limiter:
         try:
             yield
         finally:
-            latency = self.clock() - started
+            now = self.clock()
             with self.condition:
                 self.in_flight -= 1
                 if not self.fixed:
-                    self.controller.observe(latency, waited=waited or self.waiting > 0)
+                    self.controller.observe(now - started, now,
+                                            waited=waited or self.waiting > 0)
                 # Wake only as many waiters as there are free slots (one, unless the
                 # limit grew): waking them all would cost each request hundreds of
                 # thread switches once the limit is in the hundreds.
