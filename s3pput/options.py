@@ -164,7 +164,9 @@ OPTIONS: Tuple[Option, ...] = (
     Option("mapping_log", ("--mapping-log",), IMAGES,
            "CSV log of source -> keys (default: s3pput-mapping.csv)", metavar="FILE.csv"),
     # -- running
-    Option("processes", ("--processes", "--workers"), RUNNING, "putter processes",
+    Option("processes", ("--processes", "--workers"), RUNNING,
+           "putter processes; at most one per usable core, a larger N gives each one's "
+           "share of requests in flight to the putters kept",
            parse=int, default=CPU_COUNT, shown_default="CPU count",
            check=_positive(maximum=checks.MAX_PROCESSES)),
     Option("inflight", ("--inflight",), RUNNING,

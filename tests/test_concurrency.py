@@ -213,3 +213,19 @@ def test_runs_of_the_same_saturated_workload_differ_by_less_than_a_tenth():
 def test_a_store_that_keeps_up_lets_the_limit_grow_to_the_maximum():
     _, limits = simulate(Controller(32, 4, 256), capacity=1e6, seconds=10)
     assert limits[-1] == 256
+
+
+def test_more_putters_than_cores_become_one_per_core_with_their_requests_in_flight():
+    from configs import from_argv
+
+    from s3pput.run.local import LocalPutters, on_these_cores
+
+    asked = from_argv(["--bucket", "bkt", "--processes", "8", "--max-inflight", "100", "."])
+    kept = on_these_cores(asked, 2)
+    assert (kept.processes, kept.inflight, kept.max_inflight) == (2, None, 400)
+    fixed = on_these_cores(from_argv(["--bucket", "bkt", "--processes", "3", "--inflight",
+                                      "10", "."]), 2)
+    assert (fixed.processes, fixed.inflight) == (2, 20)  # 3 putters' worth, rounded up
+    few = from_argv(["--bucket", "bkt", "--processes", "2", "."])
+    assert on_these_cores(few, 4) is few
+    assert LocalPutters(asked, cores=2).queue_count == 2

@@ -1,6 +1,7 @@
 """The putters as processes of this machine (``--processes N``), forked by the main
 process: each owns one store client, its own limit of requests in flight and its own
-memory budget (``putter.make_transfer``), and reads its own put queue."""
+memory budget (``putter.make_transfer``), and reads its own put queue. There are never
+more of them than usable cores (``on_these_cores``)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import os
 import signal
 import threading
 import time
+from dataclasses import replace
 from typing import List, Optional
 
+from ..checks import MAX_INFLIGHT
 from ..config import Config
 from ..jobs import Fatal, Note
 from .lifecycle import (
@@ -27,15 +30,39 @@ from .putter import putter_report
 IDLE_WALKER_SECONDS = 2.0  # a walker left without putters is stopped after this long
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, e.g. under ``taskset`` or a
+    container's cpuset), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def on_these_cores(cfg: Config, cores: int) -> Config:
+    """CFG with at most CORES putter processes. Putters beyond the cores only take turns on
+    them (each one's Python holds a core while it frames, hashes and parses), so the
+    putters kept carry the requests in flight of those they stand for: ``--processes 8``
+    on two cores is two putters with four times ``--inflight``/``--max-inflight`` each."""
+    if cfg.processes <= cores:
+        return cfg
+    share = -(-cfg.processes // cores)
+    return replace(cfg, processes=cores,
+                   inflight=None if cfg.inflight is None
+                   else min(MAX_INFLIGHT, cfg.inflight * share),
+                   max_inflight=min(MAX_INFLIGHT, cfg.max_inflight * share))
+
+
 class LocalPutters:
-    """``Putters`` of this machine: up to ``cfg.processes`` putter processes, each started
-    when the walker first wants it (``PutQueues``): a rerun that the walker decides alone
-    forks none, and its time does not grow with ``--processes``."""
+    """``Putters`` of this machine: up to ``cfg.processes`` putter processes (no more than
+    the usable cores, see ``on_these_cores``), each started when the walker first wants it
+    (``PutQueues``): a rerun that the walker decides alone forks none, and its time does
+    not grow with ``--processes``."""
 
     on_demand = True
 
-    def __init__(self, cfg: Config):
-        self.cfg = cfg
+    def __init__(self, cfg: Config, cores: Optional[int] = None):
+        self.cfg = cfg = on_these_cores(cfg, cores or usable_cores())
         # Fork, unless this process runs other threads already (put() called by a program
         # with threads of its own): a child forked then inherits their locks in whatever
         # state they were in. Such a caller's workers start by spawn: slower, and safe.
