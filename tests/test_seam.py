@@ -85,6 +85,23 @@ def test_update_puts_an_absent_key_once_with_its_md5_and_type(tmp_path):
     assert result.etag == hashlib.md5(b"<p>hello</p>").hexdigest() == result.md5
 
 
+def test_a_small_file_that_grows_while_it_is_read_is_not_put(tmp_path, monkeypatch):
+    store = FakeStore()
+    path = write(tmp_path / "log.txt", b"first line\n")
+    job = job_for(path, "log.txt")
+    real_read = os.read
+
+    def read_then_append(fd, count):  # a writer appends just after the file was opened
+        with open(path, "ab") as handle:
+            handle.write(b"second line\n")
+        return real_read(fd, count)
+
+    monkeypatch.setattr(sources.os, "read", read_then_append)
+    result = Transfer(config(tmp_path), store, UploadSlots()).process(job)
+    assert result.outcome == FAILED and "changed while being read" in result.reason
+    assert store.calls == []
+
+
 def test_update_skips_same_content_after_hashing_and_records_the_md5(tmp_path):
     data = b"same"
     store = FakeStore({"k": data})

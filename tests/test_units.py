@@ -683,3 +683,18 @@ def test_listing_index_raises_the_listing_error_from_a_lookup_that_needs_it(tmp_
     assert index.lookup("a") == RemoteObject("a", 1, "e")
     with pytest.raises(FileError, match="AccessDenied"):
         index.lookup("b")
+
+
+def test_read_whole_gives_the_bytes_and_the_stat_from_before_reading(tmp_path, monkeypatch):
+    from s3pput import sources
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"0123456789")
+    data, info = sources.read_whole(str(path), "f.bin")
+    assert (data, info.st_size, info.st_ino) == (b"0123456789", 10, path.stat().st_ino)
+    monkeypatch.setattr(sources, "READ_AT_MOST", 3)  # in pieces, as above 1 GiB
+    assert sources.read_whole(str(path), "f.bin")[0] == b"0123456789"
+    path.write_bytes(b"")
+    assert sources.read_whole(str(path), "f.bin")[0] == b""
+    with pytest.raises(FileError, match="vanished"):
+        sources.read_whole(str(tmp_path / "gone"), "gone")

@@ -25,7 +25,7 @@ from ..digest import Digest, digest_bytes, digest_stream
 from ..errors import FileError, ImageError
 from ..headers import PUBLIC_ACLS, content_type_of
 from ..jobs import Job
-from ..sources import open_source
+from ..sources import open_source, read_whole
 
 RACY_NS = 2_000_000_000  # a file modified this recently may still change within its tick
 RACY = -1  # the journal's mtime of such a file: it never equals a real one
@@ -92,8 +92,15 @@ class Payload:
             if self.data is not None else True
 
     def _open(self) -> None:
-        self.handle = open_source(self.job.source, self.job.size, self.job.display)
-        if self.job.source.kind in ("file", "spool"):
+        source = self.job.source
+        if self.whole and source.kind in ("file", "spool"):
+            raw, self.stat0 = read_whole(source.path, self.job.display)
+            self.check_unchanged(len(raw))
+            self.data = raw
+            self.head = raw[:SNIFF_BYTES]
+            return
+        self.handle = open_source(source, self.job.size, self.job.display)
+        if source.kind in ("file", "spool"):
             self.stat0 = os.fstat(self.handle.fileno())
         if self.whole:
             raw = self.handle.read()
