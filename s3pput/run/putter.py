@@ -94,7 +94,8 @@ class Putter:
                 return
             with self.room:
                 self.backlog -= 1
-                self.room.notify()
+                if self.backlog <= len(self.workers) // 2:
+                    self.room.notify()
             if self.stop.is_set():
                 continue  # not attempted: the statter reports it as not finished
             try:
@@ -114,12 +115,15 @@ class Putter:
 
     def _hand_over(self, job: Job) -> bool:
         """Give JOB to the job threads once one is about to be free; False if the run
-        stopped meanwhile."""
+        stopped meanwhile. When as many jobs wait as there are threads, the next waits
+        until half of them have started: one wake-up of this thread per half a backlog,
+        not one per job (each costs a GIL hand-off)."""
         with self.room:
-            while self.backlog >= len(self.workers):
-                if self.stop.is_set():
-                    return False
-                self.room.wait(POLL_SECONDS)
+            if self.backlog >= len(self.workers):
+                while self.backlog > len(self.workers) // 2:
+                    if self.stop.is_set():
+                        return False
+                    self.room.wait(POLL_SECONDS)
             self.backlog += 1
         self.local.put(job)
         return True
