@@ -487,7 +487,7 @@ def test_journal_of_an_older_version_is_migrated_and_read_before_that(tmp_path):
     reader.close()
 
 
-def test_statter_counts_metadata_updates_apart_and_plans_them_in_dry_run(tmp_path, capsys):
+def test_statter_counts_metadata_updates_apart_and_plans_them_in_dry_run(tmp_path):
     for dry_run in (False, True):
         cfg = config(tmp_path, json=True, dry_run=dry_run, verbose=1)
         out, err = io.StringIO(), io.StringIO()
@@ -504,9 +504,9 @@ def test_statter_counts_metadata_updates_apart_and_plans_them_in_dry_run(tmp_pat
         verb = "would update" if dry_run else "updated"
         assert f"{verb} metadata of {path} -> s3://bucket/a (metadata changed)" in \
             err.getvalue()
-        assert json.loads(capsys.readouterr().out)["updated_metadata"] == 1
+        assert json.loads(out.getvalue())["updated_metadata"] == 1
     from s3pput.stats import human_summary
-    assert "updated the metadata of 1 files, 0 skipped" in human_summary(summary | {
+    assert "updated the metadata of 1 file, 0 skipped" in human_summary(summary | {
         "dry_run": False})
 
 
