@@ -12,7 +12,6 @@ import math
 import os
 import re
 import stat
-import tarfile
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
@@ -125,6 +124,8 @@ def check_source(source: str) -> None:
     if not os.access(source, os.R_OK):
         raise UsageError(f"SOURCE {source!r}: permission denied (cannot read it)")
     if is_archive(source):
+        import tarfile
+
         try:
             readable = tarfile.is_tarfile(source)
         except (OSError, EOFError, tarfile.TarError) as err:

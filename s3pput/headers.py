@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import timezone
-from email.utils import format_datetime, parsedate_to_datetime
 from typing import TYPE_CHECKING, Dict, Mapping, NamedTuple, Optional, Tuple
 
 from .content import DEFAULT_TYPE, content_type, should_gzip
@@ -97,6 +96,8 @@ def parse_headers(headers) -> Tuple[Tuple[Tuple[str, str], ...], Tuple[Tuple[str
 def http_date(value: str, header: str) -> str:
     """VALUE (an HTTP date, ISO 8601, or seconds since 1970) as the HTTP date botocore
     sends and S3 answers with: ``--put update`` compares the stored Expires with it."""
+    from email.utils import format_datetime
+
     from botocore.utils import parse_to_aware_datetime
 
     try:
@@ -160,6 +161,8 @@ def stored_size(headers: Optional[Mapping[str, str]]) -> Optional[Tuple[int, int
 def normal_date(value: str) -> str:
     """An HTTP date in the one form S3 answers with (``Tue, 01 Jan 2030 00:00:00 GMT``);
     VALUE itself if it is not an RFC 1123 date."""
+    from email.utils import format_datetime, parsedate_to_datetime  # 6 ms: only when asked
+
     try:
         return format_datetime(parsedate_to_datetime(value), usegmt=True)
     except (TypeError, ValueError, IndexError):

@@ -25,7 +25,6 @@ import re
 import socket
 import threading
 import time
-import uuid
 from typing import Callable, Optional
 from urllib.parse import urlparse
 
@@ -50,7 +49,7 @@ def probe(store, prefix: str, note: Note = lambda level, text: None) -> bool:
     replace with a wrong ETag must be refused. Costs 4 requests (3 PUT, 1 DELETE). Sets
     ``store.honours_conditions``. Raises what the store answers if the scratch key cannot
     even be written (the manifest could not be either)."""
-    key = join_key(prefix, [f"{PROBE_NAME}-{uuid.uuid4().hex}"])
+    key = join_key(prefix, [f"{PROBE_NAME}-{os.urandom(16).hex()}"])
     body = b"s3pput: a probe of conditional writes; safe to delete\n"
 
     def refused(**condition) -> bool:
@@ -110,7 +109,7 @@ class LeaseLock:
         self.settle = settle
         # The pid a user knows is the run's main process (the walker is its child).
         run = multiprocessing.parent_process()
-        self.doc = {"version": 1, "owner": uuid.uuid4().hex, "host": socket.gethostname(),
+        self.doc = {"version": 1, "owner": os.urandom(16).hex(), "host": socket.gethostname(),
                     "pid": run.pid if run is not None else os.getpid(),
                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "lease": lease}
         self.since = 0.0  # time.monotonic() when it became ours (0: not ours)

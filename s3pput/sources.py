@@ -17,7 +17,6 @@ import errno
 import io
 import os
 import stat
-import tarfile
 from typing import BinaryIO, Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from .decide import LINK_LOOP, MEMBER_NOT_REGULAR, SYMLINK, not_regular
@@ -222,6 +221,8 @@ def walk_archive(path: str, spool_dir: str) -> Iterator[Entry]:
     archive; members of compressed archives travel inline (or spooled to SPOOL_DIR when
     large), so nothing is extracted into the source tree.
     """
+    import tarfile  # only a run with archives pays for it
+
     compressed = not path.lower().endswith(".tar")
     try:
         archive = tarfile.open(path, "r|*" if compressed else "r:")

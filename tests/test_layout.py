@@ -7,6 +7,8 @@ except those under ``if TYPE_CHECKING:``, which never run)."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, List, Set
 
@@ -117,3 +119,15 @@ def test_the_python_api_does_not_import_argparse_or_the_command_line():
     assert "s3pput.cli" not in edges["s3pput.api"]
     assert "argparse" not in (PACKAGE / "api.py").read_text()
     assert "argparse" not in (PACKAGE / "options.py").read_text()
+
+
+def test_the_command_line_imports_nothing_that_only_some_runs_need():
+    # Each is milliseconds of every run's start: TLS (only HTTPS), tar (only archives),
+    # RFC 2822 dates (only date headers), boto3 and Pillow (only when used), Dask.
+    only_some = ["ssl", "tarfile", "email.utils", "uuid", "xml.sax.saxutils",
+                 "urllib.request", "http.client", "botocore", "boto3", "PIL", "dask"]
+    probe = ("import sys, s3pput.cli; "
+             f"print([name for name in {only_some!r} if name in sys.modules])")
+    imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    assert imported == "[]"

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import unquote_plus
 from xml.etree import ElementTree
-from xml.sax.saxutils import escape
 
 
 class Page(NamedTuple):
@@ -80,6 +79,12 @@ def parse_completed(body: bytes) -> str:
     if _tag(root) != "CompleteMultipartUploadResult":
         raise ValueError(f"a <{_tag(root)}> body where its result was due")
     return (root.findtext("{*}ETag") or "").strip('"')
+
+
+def escape(text: str) -> str:
+    """TEXT as XML character data (``xml.sax.saxutils.escape`` does the same, and costs
+    every run 6 ms to import through ``urllib.request``)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def complete_body(parts: Sequence[Tuple[int, str]]) -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import ssl
 import threading
 import time
 from typing import Dict, Optional, Tuple, Union
@@ -88,6 +87,8 @@ def tls_verify(cfg: Config) -> Union[bool, str]:
                 bundle, origin = os.environ["REQUESTS_CA_BUNDLE"], "REQUESTS_CA_BUNDLE"
         # Only HTTPS reads the bundle: a stale AWS_CA_BUNDLE stops no plain-HTTP run.
         if bundle and not (cfg.endpoint_url or "https:").startswith("http:"):
+            import ssl
+
             try:
                 ssl.create_default_context(cafile=bundle)
             except (OSError, ssl.SSLError, ValueError) as err:

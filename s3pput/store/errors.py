@@ -9,7 +9,7 @@ when the store did not answer, ``TransientError`` for what retries may cure,
 from __future__ import annotations
 
 import socket
-import ssl
+import sys
 from typing import Iterator
 from urllib.parse import urlparse
 
@@ -178,13 +178,20 @@ def _causes(err: BaseException) -> Iterator[BaseException]:
         todo.extend(item for item in inner if isinstance(item, BaseException))
 
 
+def is_tls_error(err: BaseException) -> bool:
+    """Whether ERR is a TLS failure (there is none before ``ssl`` is imported: only HTTPS
+    imports it, and a plain-HTTP run never pays for that)."""
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(err, ssl.SSLError)
+
+
 def reason_of(err: BaseException) -> str:
     """The root cause of a connection failure in a few words ("Connection refused",
     "Name or service not known", "timed out")."""
     for cause in _causes(err):
         if isinstance(cause, socket.gaierror):
             return f"cannot resolve the host name ({cause.strerror or cause})"
-        if isinstance(cause, OSError) and not isinstance(cause, ssl.SSLError) \
+        if isinstance(cause, OSError) and not is_tls_error(cause) \
                 and cause.strerror:
             return cause.strerror
         if isinstance(cause, (socket.timeout, TimeoutError)):
@@ -195,6 +202,8 @@ def reason_of(err: BaseException) -> str:
 def tls_error(err: BaseException, endpoint: str = "") -> ConfigError:
     """The one message of a TLS failure: an untrusted certificate (and how to trust it),
     or a handshake that failed (plain HTTP on an https:// endpoint...)."""
+    import ssl
+
     endpoint = endpoint or _endpoint_of(err) or "the endpoint"
     for cause in _causes(err):
         if isinstance(cause, ssl.SSLCertVerificationError):
@@ -204,7 +213,7 @@ def tls_error(err: BaseException, endpoint: str = "") -> ConfigError:
                 "FILE (or AWS_CA_BUNDLE, or ca_bundle in the profile); --no-verify-ssl "
                 "turns the checks off (insecure)")
     reason = next((cause.reason or str(cause) for cause in _causes(err)
-                   if isinstance(cause, ssl.SSLError)), str(err))
+                   if is_tls_error(cause)), str(err))
     return ConfigError(f"TLS failed with {endpoint} ({reason}); does it serve HTTPS? "
                        "(use http:// for a plain HTTP endpoint)")
 

@@ -18,8 +18,10 @@ is not reused (``reusable``).
 from __future__ import annotations
 
 import socket
-import ssl
-from typing import Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
+
+if TYPE_CHECKING:
+    import ssl
 
 MAX_HEAD = 64 * 1024  # the longest answer head (status line and headers) accepted
 READ_SIZE = 64 * 1024

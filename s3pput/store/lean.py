@@ -26,11 +26,20 @@ import base64
 import hashlib
 import hmac
 import os
-import ssl
 import threading
 import time
 from http import HTTPStatus
-from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
+from typing import (
+    TYPE_CHECKING,
+    Callable,
+    Dict,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+    Union,
+)
 from urllib.parse import quote, urlsplit
 
 from ..errors import ConnectionFailure, S3pputError
@@ -45,8 +54,11 @@ from .answers import (
     parse_listing,
     parse_upload_id,
 )
-from .errors import from_answer, malformed, reason_of, tls_error
+from .errors import from_answer, is_tls_error, malformed, reason_of, tls_error
 from .http1 import BadAnswer, Connection
+
+if TYPE_CHECKING:
+    import ssl
 
 T = TypeVar("T")
 _STATUSES = {status.value for status in HTTPStatus}
@@ -169,6 +181,8 @@ class Answer(NamedTuple):
 def ssl_context(verify_ssl: Union[bool, str]) -> ssl.SSLContext:
     """The SSL context of the run's trust setting (``client.tls_verify``): a CA bundle
     path, True (botocore's default bundle) or False (no checks)."""
+    import ssl  # only HTTPS pays for it
+
     if verify_ssl is False:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
@@ -249,7 +263,7 @@ class LeanPath:
 
     def _unreachable(self, err: BaseException, op: str, key: Optional[str]) -> S3pputError:
         endpoint = f"{self.route.scheme}://{self.route.netloc}"
-        if isinstance(err, ssl.SSLError):
+        if is_tls_error(err):
             return tls_error(err, endpoint)
         reason = reason_of(err)
         return ConnectionFailure(f"{type(err).__name__}: {reason} ({endpoint})",
