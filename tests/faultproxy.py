@@ -539,7 +539,7 @@ class FaultProxy:
     and `expired_refusals` (requests refused per access key by expire_credentials)
     (Counters, so a missing key reads 0), and `copies` (the
     requests that carry x-amz-copy-source: server-side copies, PUTs in `by_method`);
-    `connections`, the client connections open now. Requests are counted when their
+    `connections`, the client connections open now, and `accepted`, those accepted. Requests are counted when their
     head arrives, before they are passed on: once a client has its answers, its
     requests are all counted. With
     `record_times=True`, `request_times` lists (time.monotonic() when the head
@@ -786,6 +786,12 @@ class FaultProxy:
             return self._clients
 
     @property
+    def accepted(self):
+        """Client connections accepted since the counters were last reset."""
+        with self._lock:
+            return self._accepted
+
+    @property
     def request_times(self):
         """[(monotonic seconds, method)] of each request so far (needs record_times=True)."""
         with self._lock:
@@ -807,6 +813,7 @@ class FaultProxy:
         with self._lock:
             self._times = []
             self._heads = []
+            self._accepted = 0
             self._copies = 0
             self._requests = 0
             self._by_method = collections.Counter()
@@ -934,6 +941,7 @@ class FaultProxy:
         client, upstream = self._open(sock), None
         with self._lock:
             self._clients += 1
+            self._accepted += 1
         try:
             while (request := client.read_head()) is not None:
                 decision = self._decide(request.start[0], request)

@@ -126,3 +126,19 @@ def test_putters_start_when_the_walk_first_has_a_job_for_one(cli, s3, bucket, tm
     assert json.loads(again.stdout)["skipped"] == 120
     assert LIMIT_LINE.search(again.stderr) is None  # no putter ever started
     assert_bucket_holds(s3, bucket, files)
+
+
+def test_the_walker_lists_on_with_the_connection_of_the_up_front_check(cli, s3server, bucket,
+                                                                       tmp_path):
+    """The check reads the listing's first page; the walker, forked after it, asks for the
+    second on the same keep-alive connection: one connection, not a second handshake."""
+    src = make_tree(tmp_path / "src", {f"d/{n:04d}.txt": b"%d" % n for n in range(1005)})
+    first = cli("--bucket", bucket, src)
+    assert first.returncode == 0, first.stderr[-2000:]
+    with FaultProxy(s3server.port) as proxy:
+        again = cli("--bucket", bucket, "--endpoint-url", proxy.url, "--json", src)
+        accepted, gets, others = proxy.accepted, proxy.by_method["GET"], proxy.requests
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout)["skipped"] == 1005
+    assert (gets, others) == (2, 2)  # the listing's two pages, and nothing else
+    assert accepted == 1

@@ -75,10 +75,13 @@ class Putters(Protocol):
         """Every putter has ended or is made to."""
 
 
-def run(cfg: Config, access: Access, putters: Putters) -> Dict:
-    """Run the walker, PUTTERS and the statter to the end; return the summary."""
+def run(cfg: Config, access: Access, putters: Putters, walker_store=None) -> Dict:
+    """Run the walker, PUTTERS and the statter to the end; return the summary.
+    WALKER_STORE: a store for the walker to go on with (the up-front check's, its
+    connection open), when the walker is forked; else the walker makes its own."""
     ctx = multiprocessing.get_context(putters.start_method)
-    core = Core(ctx, cfg, access, putters.queue_count, on_demand=putters.on_demand)
+    core = Core(ctx, cfg, access, putters.queue_count, on_demand=putters.on_demand,
+                walker_store=walker_store if putters.start_method == "fork" else None)
     interrupted, ending = False, Ending()
     try:
         with Interrupt(core.stop) as interrupt:
@@ -177,8 +180,10 @@ class Core:
     and the shared ``--limit`` budget."""
 
     def __init__(self, ctx, cfg: Config, access: Access, queue_count: int, *,
-                 on_demand: bool = False):
+                 on_demand: bool = False, walker_store=None):
+        """WALKER_STORE: a store the (forked) walker takes over, connection and all."""
         self.ctx = ctx
+        self.walker_store = walker_store
         self.cfg = cfg
         # Bounded too: if the statter falls behind, workers wait instead of buffering
         # without limit (a million results must not pile up in memory).
@@ -192,12 +197,18 @@ class Core:
                                    args=(cfg, self.stat_queue, reply_send))
         self.walker = ctx.Process(target=walker_process, name="s3pput-walker",
                                   args=(cfg, access, self.spool_dir, self.put_queues,
-                                        self.stat_queue, self.stop, self.slots))
+                                        self.stat_queue, self.stop, self.slots,
+                                        walker_store))
 
     def start(self) -> None:
         with signals_blocked(self.ctx, signal.SIGINT, signal.SIGTERM):
             self.statter.start()
             self.walker.start()
+        if self.walker_store is not None:
+            # The walker has the store now: this process lets go of its copy of the
+            # connection (closing a copy sends nothing to the server) and never uses it.
+            self.walker_store.close()
+            self.walker_store = None
 
     def check_statter(self, *others) -> None:
         """Without the statter nobody can count or report: stop everything."""
@@ -259,7 +270,7 @@ def worker_setup(role: str) -> None:
 
 
 def walker_process(cfg: Config, access: Access, spool_dir: str, put_queues: PutQueues,
-                   stat_queue, stop, slots_value) -> None:
+                   stat_queue, stop, slots_value, store=None) -> None:
     worker_setup("walker")
     from ..journal import Journal
     from ..store import make_store
@@ -276,7 +287,8 @@ def walker_process(cfg: Config, access: Access, spool_dir: str, put_queues: PutQ
     else:
         from .walker import Walker
 
-        store = make_store(cfg, 2) if needs_remote(cfg.put) else None
+        if store is None and needs_remote(cfg.put):
+            store = make_store(cfg, 2)
         walker = Walker(cfg, store, spool_dir=spool_dir, first_page=access.first_page,
                         **options)
     feeder = Feeder(lambda batch: put_queues.send(batch, stop), stat_queue.put, stop,

@@ -33,6 +33,7 @@ from typing import (
     TYPE_CHECKING,
     Callable,
     Dict,
+    List,
     NamedTuple,
     Optional,
     Sequence,
@@ -194,7 +195,8 @@ def ssl_context(verify_ssl: Union[bool, str]) -> ssl.SSLContext:
 
 
 class LeanPath:
-    """The lean path of one process (its threads share it; each has its own connection)."""
+    """The lean path of one process (its threads share it; each has its own connection,
+    and a connection a thread has parked goes to the next thread that needs one)."""
 
     def __init__(self, route: Route, credentials: Callable[[], Optional[Credentials]],
                  timeout: float, verify_ssl: Union[bool, str], bucket: str):
@@ -208,23 +210,46 @@ class LeanPath:
         self.signer = Signer(route.region)
         self.context = ssl_context(verify_ssl) if route.scheme == "https" else None
         self.local = threading.local()
+        self.parked: List[Connection] = []  # open, idle, and no thread's
+        self.lock = threading.Lock()
 
     # -- connections ---------------------------------------------------------------------
     def _connection(self) -> Tuple[Connection, bool]:
-        """This thread's connection, and whether it was used before."""
+        """This thread's connection (a parked one if it has none), and whether it was used
+        before."""
         conn = getattr(self.local, "conn", None)
         if conn is not None:
+            return conn, True
+        with self.lock:
+            conn = self.parked.pop() if self.parked else None
+        if conn is not None:
+            self.local.conn = conn
             return conn, True
         conn = Connection(self.route.host, self.route.port, self.timeout, self.context)
         self.local.conn = conn
         return conn, False
 
-    def close(self) -> None:
-        """Close the calling thread's connection."""
+    def park(self) -> None:
+        """Leave the calling thread's connection open for the next thread that needs one
+        (in this process, or in a child forked meanwhile: the up-front check's connection
+        goes on with the walker's listing, without a new handshake)."""
         conn = getattr(self.local, "conn", None)
         self.local.conn = None
-        if conn is not None:
-            conn.close()
+        if conn is not None and conn.reusable:
+            with self.lock:
+                self.parked.append(conn)
+
+    def close(self) -> None:
+        """Close the calling thread's connection and the parked ones. (In a process that
+        forked, closing its copies sends nothing to the server: a child goes on with its
+        own.)"""
+        conn = getattr(self.local, "conn", None)
+        self.local.conn = None
+        with self.lock:
+            parked, self.parked = self.parked, []
+        for each in (conn, *parked):
+            if each is not None:
+                each.close()
 
     # -- one request ---------------------------------------------------------------------
     def send(self, method: str, key: Optional[str], *, query: Optional[Dict[str, str]] = None,

@@ -151,9 +151,15 @@ class Store:
                                           self.verify_ssl, self.bucket)
         return self._lean
 
+    def park(self) -> None:
+        """Leave this thread's lean connection open for the next thread that needs one,
+        here or in a child forked meanwhile (``LeanPath.park``)."""
+        if self._lean is not None:
+            self._lean.park()
+
     def close(self) -> None:
-        """Close this thread's lean connection (the process keeps no socket it will not
-        use again: a forked child would inherit it)."""
+        """Close this thread's lean connection and the parked ones (the process keeps no
+        socket it will not use again: a forked child would inherit it)."""
         if self._lean is not None:
             self._lean.close()
 
