@@ -2,7 +2,7 @@
 
 Each raises ``UsageError`` with a message that names the option (or the variable the value
 came from) and says what to write instead. No network I/O: what only the store can tell
-is checked once, up front, by the run (``run.lifecycle.preflight``).
+is checked once, up front, by the run (``run.preflight``).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Every value is checked here, before any request: a bad one is a ``UsageError`` w
 message names the option (or the variable it came from) and says what to write instead.
 No network I/O; only local files are looked at (SOURCEs, ``.env``, the CA bundle, and the
 directories the run will write to). What only the store or botocore can tell is checked
-once, up front, by the run (``run.lifecycle.preflight``).
+once, up front, by the run (``run.preflight``).
 """
 
 from __future__ import annotations
