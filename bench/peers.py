@@ -89,7 +89,7 @@ def discover(names, env: Dict[str, str]) -> Dict[str, Tool]:
             tool.unavailable = f"{name} is not installed (pip install -e '.[bench]')"
         else:
             tool.argv = argv
-            if name == "s3pput":  # into PYTHONPYCACHEPREFIX, before any measured run
+            if name == "s3pput":  # its __pycache__ (ignored by git), before any measured run
                 subprocess.run([sys.executable, "-m", "compileall", "-q",
                                 os.path.join(ROOT, "s3pput")], env=env, capture_output=True,
                                timeout=120, stdin=subprocess.DEVNULL)
@@ -115,10 +115,9 @@ def environment(endpoint: str, work_dir: str) -> Dict[str, str]:
            if not k.startswith(("AWS_", "RCLONE_", "S3PPUT_", "SPACES_", "S3_"))
            and k != "PYTHONDONTWRITEBYTECODE"}
     os.makedirs(work_dir, exist_ok=True)
-    # s3pput runs from the checkout: its byte code is cached outside the tree (which must not
-    # change), as `pip install` compiles it for a user; without a cache every run would
-    # compile the package again (about 60 ms of CPU a run, 2026-12-02).
-    env["PYTHONPYCACHEPREFIX"] = os.path.join(work_dir, "pycache")
+    # PYTHONDONTWRITEBYTECODE is dropped: s3pput runs from the checkout, whose byte code
+    # discover() compiles (as `pip install` does for a user); under the variable a checkout
+    # without it compiled the package on every run (about 60 ms of CPU a run, 2026-12-02).
     empty = os.path.join(work_dir, "empty.conf")
     open(empty, "w").close()
     env.update(
