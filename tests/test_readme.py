@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 PACKAGE = ROOT / "s3pput"
 
-# Flags of other programs that the README shows (Dask's worker in "More than one machine").
-FOREIGN_FLAGS = {"--nworkers", "--nthreads"}
+# Flags of other programs that the README shows (Dask's worker in "More than one machine",
+# rclone's in "Benchmark").
+FOREIGN_FLAGS = {"--nworkers", "--nthreads", "--transfers"}
 # Flags the command line has beside the option table's.
 PARSER_ONLY = {"-h", "--help", "--version"}
 
